@@ -64,15 +64,17 @@ export async function gradCheck(graph: Graph, options: GradCheckOptions): Promis
   const atol = options.atol ?? tol.atol;
 
   const { graph: withGrad, gradients, seeds } = vjp(g, { of: options.of, wrt: options.wrt });
-  const seedName = seeds[options.of];
-  const outShape = g.shapeOf(options.of) as number[];
-  if (seedName) feeds[seedName] = randn(dtype, outShape, random);
-  const seed = seedName ? feeds[seedName]! : undefined;
-
   const forward = await LocalSession.create(g);
   const backward = await LocalSession.create(withGrad);
   try {
-    const forwardFeeds = Object.fromEntries(Object.entries(feeds).filter(([k]) => k !== seedName));
+    const forwardFeeds = { ...feeds };
+    const seedName = seeds[options.of];
+    if (seedName) {
+      // The seed takes the output's run-time shape (symbolic dims are only known once the graph runs).
+      const out = (await forward.run(forwardFeeds, [options.of]))[options.of]!;
+      feeds[seedName] = randn(dtype, [...out.dims], random);
+    }
+    const seed = seedName ? feeds[seedName] : undefined;
     const analytic = await backward.run(feeds);
     const objective = async (): Promise<number> => {
       const out = (await forward.run(forwardFeeds, [options.of]))[options.of]!;

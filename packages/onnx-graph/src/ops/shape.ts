@@ -229,11 +229,26 @@ export const shapeOps: Record<string, OpSchema> = {
     attrs: {},
     infer(ctx) {
       const x = ctx.input(0);
-      const starts = constInts(ctx, 1, 'starts');
-      const ends = constInts(ctx, 2, 'ends');
-      const axes = ctx.optionalInput(3) ? constInts(ctx, 3, 'axes') : starts.map((_, i) => i);
-      const steps = ctx.optionalInput(4) ? constInts(ctx, 4, 'steps') : starts.map(() => 1);
+      const count = ctx.input(1).shape[0];
+      if (typeof count !== 'number') return ctx.fail('starts must have a static length');
+      const axes = ctx.optionalInput(3) ? constInts(ctx, 3, 'axes') : Array.from({ length: count }, (_, i) => i);
       const shape = [...x.shape];
+      const startValues = ctx.value(1);
+      const endValues = ctx.value(2);
+      const known = (v: Dim[] | undefined): v is number[] => v !== undefined && v.every((d) => typeof d === 'number');
+      if (!known(startValues) || !known(endValues)) {
+        // Bounds computed at run time (e.g. from a Shape). A slice [0, n) with n a symbolic size has size n (the
+        // graph's author guarantees n fits); any other slice gets a size known only at run time.
+        axes.forEach((a, k) => {
+          const end = endValues?.[k];
+          const fromZero = startValues?.[k] === 0 && ctx.optionalInput(4) === undefined;
+          shape[normAxis(ctx, a, x.shape.length)] = fromZero && typeof end === 'string' ? end : ctx.fresh();
+        });
+        return { types: [{ dtype: x.dtype, shape }] };
+      }
+      const starts = startValues;
+      const ends = endValues;
+      const steps = ctx.optionalInput(4) ? constInts(ctx, 4, 'steps') : starts.map(() => 1);
       const ranges: [number, number, number][] = [];
       axes.forEach((a0, k) => {
         const a = normAxis(ctx, a0, x.shape.length);
