@@ -44,7 +44,12 @@ describe('composite blocks match central finite differences', () => {
 
   test('embedding -> 2 blocks -> LM head -> cross-entropy, float64, w.r.t. every parameter', async () => {
     const g = new Graph();
-    const lm = buildLanguageModel(g, { ...block, vocabSize: 11, layers: 2, seqLength: 6 }, seededInit(9, DType.DOUBLE), 2);
+    const lm = buildLanguageModel(
+      g,
+      { ...block, vocabSize: 11, layers: 2, seqLength: 6 },
+      seededInit(9, DType.DOUBLE),
+      2,
+    );
     g.output(lm.loss);
     const random = rng(2);
     const ids = Array.from({ length: 12 }, () => Math.floor(random() * 11));
