@@ -235,7 +235,7 @@ export const shapeOps: Record<string, OpSchema> = {
       const shape = [...x.shape];
       const startValues = ctx.value(1);
       const endValues = ctx.value(2);
-      const known = (v: Dim[] | undefined): v is number[] => v !== undefined && v.every((d) => typeof d === 'number');
+      const known = (v: Dim[] | undefined): v is number[] => v?.every((d) => typeof d === 'number') === true;
       if (!known(startValues) || !known(endValues)) {
         // Bounds computed at run time (e.g. from a Shape). A slice [0, n) with n a symbolic size has size n (the
         // graph's author guarantees n fits); any other slice gets a size known only at run time.

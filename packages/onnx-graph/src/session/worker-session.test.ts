@@ -45,9 +45,9 @@ describe('WorkerSession', () => {
   test('gives the same results as a session on the main thread', async () => {
     const x = randn(DType.FLOAT, [3, 8], rng(2));
     const local = await LocalSession.create(small);
-    const expected = (await local.run({ x }))['y']!;
+    const expected = (await local.run({ x })).y!;
     await local.close();
-    const got = (await session.run({ x }))['y']!;
+    const got = (await session.run({ x })).y!;
     assert.deepEqual(got.dims, [3, 8]);
     assert.deepEqual(Array.from(got.data as Float32Array), Array.from(expected.data as Float32Array));
     assert.deepEqual(session.inputNames, ['x']);
@@ -59,16 +59,16 @@ describe('WorkerSession', () => {
     const results = await Promise.all(inputs.map((x) => session.run({ x })));
     const local = await LocalSession.create(small);
     for (const [i, x] of inputs.entries()) {
-      const expected = (await local.run({ x }))['y']!;
-      assert.deepEqual(Array.from(results[i]!['y']!.data as Float32Array), Array.from(expected.data as Float32Array));
+      const expected = (await local.run({ x })).y!;
+      assert.deepEqual(Array.from(results[i]!.y!.data as Float32Array), Array.from(expected.data as Float32Array));
     }
     await local.close();
   });
 
   test('moves input buffers without copying when asked (the caller is left with detached arrays)', async () => {
     const x = randn(DType.FLOAT, [2, 8], rng(3));
-    const expected = (await session.run({ x: { ...x, data: x.data.slice() } }))['y']!;
-    const got = (await session.run({ x }, { transferInputs: true }))['y']!;
+    const expected = (await session.run({ x: { ...x, data: x.data.slice() } })).y!;
+    const got = (await session.run({ x }, { transferInputs: true })).y!;
     assert.equal(x.data.byteLength, 0, 'input buffer should have moved to the worker');
     assert.deepEqual(Array.from(got.data as Float32Array), Array.from(expected.data as Float32Array));
   });
@@ -76,10 +76,10 @@ describe('WorkerSession', () => {
   test('writes into preallocated outputs that can be passed in again', async () => {
     let out: Tensor = floats([2, 8]);
     const first = out;
-    const expected = (await session.run({ x: floats([2, 8], new Array(16).fill(0.5)) }))['y']!;
+    const expected = (await session.run({ x: floats([2, 8], new Array(16).fill(0.5)) })).y!;
     for (let i = 0; i < 5; i++) {
       const result = await session.run({ x: floats([2, 8], new Array(16).fill(0.5)) }, { preallocated: { y: out } });
-      out = result['y']!;
+      out = result.y!;
       assert.deepEqual(Array.from(out.data as Float32Array), Array.from(expected.data as Float32Array));
     }
     assert.equal(first.data.byteLength, 0, 'the preallocated buffer moves to the worker and back');
@@ -88,7 +88,7 @@ describe('WorkerSession', () => {
   test("a failed run rejects with ONNX Runtime's message and the session stays usable", async () => {
     await assert.rejects(session.run({ wrong: floats([1, 8]) }), /ONNX Runtime run failed: .*x/);
     const ok = await session.run({ x: floats([1, 8]) });
-    assert.deepEqual(ok['y']!.dims, [1, 8]);
+    assert.deepEqual(ok.y!.dims, [1, 8]);
   });
 
   test('an invalid model fails at creation with a clear error', async () => {
