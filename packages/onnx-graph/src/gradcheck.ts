@@ -9,15 +9,20 @@ import { vjp } from './vjp.js';
  * Tolerances for comparing the analytic gradient g_a with the central finite difference g_n of one coordinate:
  * |g_a - g_n| <= atol + rtol * max(|g_a|, |g_n|).
  *
- * float64: step 1e-6 leaves a truncation error ~h^2 = 1e-12 and a rounding error ~1e-16/h = 1e-10, so rtol 1e-6
- * and atol 1e-8 leave a wide margin while still catching any wrong rule (errors of those are O(1)).
+ * float64: step 1e-5 leaves a truncation error ~h^2 f''' = 1e-10 f''', so rtol 1e-6 and atol 1e-8 leave a wide
+ * margin while still catching any wrong rule (the errors of those are O(gradient)).
  * float32 (only for operators ONNX Runtime has no float64 kernel for, e.g. Erf, exact Gelu): step 1e-2 balances
  * truncation ~1e-4 against rounding ~1e-5, hence rtol 1e-2 and atol 1e-3.
+ *
+ * On top of atol, the finite difference itself cannot resolve less than the rounding of the objective it
+ * differences: sum_i |seed_i y_i| * eps / (2h). Contracting a large output (hundreds of elements) raises that floor
+ * above 1e-8 in float64, so atol is raised to NOISE_FACTOR times the floor measured for each check.
  */
 export const TOLERANCES = {
-  [DType.DOUBLE]: { step: 1e-6, rtol: 1e-6, atol: 1e-8 },
-  [DType.FLOAT]: { step: 1e-2, rtol: 1e-2, atol: 1e-3 },
+  [DType.DOUBLE]: { step: 1e-5, rtol: 1e-6, atol: 1e-8, eps: 2 ** -52 },
+  [DType.FLOAT]: { step: 1e-2, rtol: 1e-2, atol: 1e-3, eps: 2 ** -23 },
 } as const;
+export const NOISE_FACTOR = 4;
 
 export interface GradCheckOptions {
   /** The output to differentiate. A non-scalar output is contracted with a fixed random seed tensor. */
@@ -39,6 +44,8 @@ export interface GradCheckReport {
   checked: number;
   maxAbsError: number;
   maxRelError: number;
+  /** The absolute tolerance used: the requested one, or the finite difference's rounding floor if higher. */
+  atol: number;
   /** The worst coordinate, for error messages. */
   worst?: { wrt: string; index: number; analytic: number; numeric: number };
 }
@@ -61,7 +68,6 @@ export async function gradCheck(graph: Graph, options: GradCheckOptions): Promis
   const tol = { ...(TOLERANCES[dtype as DType.FLOAT | DType.DOUBLE] ?? TOLERANCES[DType.FLOAT]) };
   const step = options.step ?? tol.step;
   const rtol = options.rtol ?? tol.rtol;
-  const atol = options.atol ?? tol.atol;
 
   const { graph: withGrad, gradients, seeds } = vjp(g, { of: options.of, wrt: options.wrt });
   const forward = await LocalSession.create(g);
@@ -76,13 +82,21 @@ export async function gradCheck(graph: Graph, options: GradCheckOptions): Promis
     }
     const seed = seedName ? feeds[seedName] : undefined;
     const analytic = await backward.run(feeds);
+    let magnitude = 0; // sum of |seed_i y_i|, for the rounding floor of the finite difference
     const objective = async (): Promise<number> => {
       const out = (await forward.run(forwardFeeds, [options.of]))[options.of]!;
       let s = 0;
-      for (let i = 0; i < out.data.length; i++) s += Number(out.data[i]) * (seed ? Number(seed.data[i]) : 1);
+      magnitude = 0;
+      for (let i = 0; i < out.data.length; i++) {
+        const term = Number(out.data[i]) * (seed ? Number(seed.data[i]) : 1);
+        s += term;
+        magnitude += Math.abs(term);
+      }
       return s;
     };
-    const report: GradCheckReport = { ok: true, checked: 0, maxAbsError: 0, maxRelError: 0 };
+    await objective();
+    const atol = Math.max(options.atol ?? tol.atol, (NOISE_FACTOR * magnitude * tol.eps) / (2 * step));
+    const report: GradCheckReport = { ok: true, checked: 0, maxAbsError: 0, maxRelError: 0, atol };
     let worstExcess = Number.NEGATIVE_INFINITY;
     for (const w of options.wrt) {
       const x = feeds[w]!.data as Float64Array | Float32Array;
