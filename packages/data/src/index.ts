@@ -1,0 +1,11 @@
+export * from './corpus.js';
+export * from './domains.js';
+export * from './images.js';
+export * from './partition.js';
+export { dirichlet, gammaSample, shuffle } from './random.js';
+export { decodeIcon, EMOJI_CLASSES } from './sources/emoji.js';
+export { FASHION_CLASSES, parseIdx } from './sources/fashion-mnist.js';
+export { DIGIT_WORDS } from './sources/mnist-digits.js';
+export * from './splits.js';
+export * from './tokenizer.js';
+export * from './vqa.js';
