@@ -28,7 +28,9 @@ export function imageAt(set: ImageSet, i: number): Uint8Array {
 export function subset(set: ImageSet, indices: readonly number[]): ImageSet {
   const n = set.channels * IMAGE_SIZE * IMAGE_SIZE;
   const pixels = new Uint8Array(indices.length * n);
-  indices.forEach((idx, k) => pixels.set(imageAt(set, idx), k * n));
+  indices.forEach((idx, k) => {
+    pixels.set(imageAt(set, idx), k * n);
+  });
   return {
     ...set,
     pixels,

@@ -2,7 +2,7 @@ export * from './corpus.js';
 export * from './domains.js';
 export * from './images.js';
 export * from './partition.js';
-export { dirichlet, gammaSample, shuffle } from './random.js';
+export { dirichlet, gammaSample, rng, shuffle } from './random.js';
 export { decodeIcon, EMOJI_CLASSES } from './sources/emoji.js';
 export { FASHION_CLASSES, parseIdx } from './sources/fashion-mnist.js';
 export { DIGIT_WORDS } from './sources/mnist-digits.js';

@@ -43,7 +43,7 @@ export function partition(keys: PartitionKeys, clients: number, spec: PartitionS
           keys.domains!.flatMap((x, i) => (x === d ? [i] : [])),
           random,
         );
-        deal(items, owners.length).forEach((part, j) => out[owners[j]!]!.push(...part));
+        for (const [j, part] of deal(items, owners.length).entries()) out[owners[j]!]!.push(...part);
       });
       return out.map((p) => p.sort((a, b) => a - b));
     }
@@ -61,7 +61,7 @@ function toIds(values: readonly string[]): number[] {
 /** Round-robin dealing: sizes differ by at most one. */
 function deal(items: number[], clients: number): Partition {
   const out: Partition = Array.from({ length: clients }, () => []);
-  items.forEach((item, i) => out[i % clients]!.push(item));
+  for (const [i, item] of items.entries()) out[i % clients]!.push(item);
   return out.map((p) => p.sort((a, b) => a - b));
 }
 

@@ -20,7 +20,11 @@ export const SPLIT_FRACTIONS: Record<Domain, [pretrain: number, train: number, v
 export function splitImages(set: ImageSet, seed = 0, fractions = SPLIT_FRACTIONS[set.domain]): Splits {
   const random = rng(seed + 0x5eed);
   const byClass = new Map<number, number[]>();
-  set.labels.forEach((l, i) => byClass.set(l, [...(byClass.get(l) ?? []), i]));
+  for (const [i, l] of set.labels.entries()) {
+    const list = byClass.get(l) ?? [];
+    list.push(i);
+    byClass.set(l, list);
+  }
   const splits: Splits = { pretrain: [], train: [], val: [], test: [] };
   for (const [, indices] of [...byClass].sort((a, b) => a[0] - b[0])) {
     shuffle(indices, random);

@@ -3,11 +3,13 @@ export { differentiableOps, gradRule, registerGradRule } from './grad/registry.j
 export type { GradContext, GradRule } from './grad/rule.js';
 export { type GradCheckOptions, type GradCheckReport, gradCheck, TOLERANCES } from './gradcheck.js';
 export { DEFAULT_OPSET, Graph, type NodeOptions } from './graph.js';
+export * from './nn.js';
 export { decodeModel, encodeModel, loadModel, saveModel } from './onnx-io.js';
 export { OPS } from './ops/registry.js';
 export { Ops } from './ops-helpers.js';
 export type { Feeds, Results, SessionConfig } from './session/convert.js';
 export { LocalSession, runOnce } from './session/local.js';
+export { type RunOptions, WorkerSession } from './session/worker-session.js';
 export * from './tensor.js';
 export * from './types.js';
 export { type VjpOptions, type VjpResult, vjp } from './vjp.js';

@@ -46,31 +46,46 @@ export interface BlockConfig {
 
 export class Layers {
   readonly ops: Ops;
+  /** Names of the parameters created so far, in creation order. */
+  readonly params: string[] = [];
+
+  /**
+   * @param weights Parameter values by name. A parameter found here is used as it is (e.g. trained weights);
+   *   one that is missing is initialised and added, so the map ends up holding every parameter of the graph.
+   */
   constructor(
     readonly g: Graph,
     readonly init: Init,
+    readonly weights = new Map<string, Tensor>(),
   ) {
     this.ops = new Ops(g);
   }
 
-  /** Names of the parameters created so far, in creation order. */
-  readonly params: string[] = [];
-
-  param(name: string, value: Tensor): string {
+  param(name: string, dims: number[], initial: () => Tensor): string {
+    let value = this.weights.get(name);
+    if (value === undefined) {
+      value = initial();
+      this.weights.set(name, value);
+    } else if (value.dims.length !== dims.length || value.dims.some((d, i) => d !== dims[i]))
+      throw new Error(`weight '${name}' has shape [${value.dims}], the model needs [${dims}]`);
     this.params.push(name);
     return this.g.initializer(name, value);
   }
 
   /** x @ W (+ b), W: [in, out]. */
   linear(x: string, prefix: string, inDim: number, outDim: number, std: number, bias = true): string {
-    const w = this.param(`${prefix}.weight`, this.init.normal([inDim, outDim], std));
+    const w = this.param(`${prefix}.weight`, [inDim, outDim], () => this.init.normal([inDim, outDim], std));
     const y = this.ops.matmul(x, w);
-    return bias ? this.ops.add(y, this.param(`${prefix}.bias`, this.init.constant([outDim], 0))) : y;
+    if (!bias) return y;
+    return this.ops.add(
+      y,
+      this.param(`${prefix}.bias`, [outDim], () => this.init.constant([outDim], 0)),
+    );
   }
 
   layerNorm(x: string, prefix: string, dim: number, epsilon = 1e-5): string {
-    const scale = this.param(`${prefix}.scale`, this.init.constant([dim], 1));
-    const bias = this.param(`${prefix}.bias`, this.init.constant([dim], 0));
+    const scale = this.param(`${prefix}.scale`, [dim], () => this.init.constant([dim], 1));
+    const bias = this.param(`${prefix}.bias`, [dim], () => this.init.constant([dim], 0));
     return this.g.op('LayerNormalization', [x, scale, bias], { axis: -1, epsilon });
   }
 
@@ -177,8 +192,10 @@ export function buildLanguageModel(
   const t = cfg.seqLength;
   const tokens = g.input('tokens', DType.INT64, [batch, t]);
   const targets = g.input('targets', DType.INT64, [batch, t]);
-  const embed = layers.param('embed.weight', init.normal([cfg.vocabSize, cfg.dModel], std));
-  const pos = layers.param('pos.weight', init.normal([t, cfg.dModel], std));
+  const embed = layers.param('embed.weight', [cfg.vocabSize, cfg.dModel], () =>
+    init.normal([cfg.vocabSize, cfg.dModel], std),
+  );
+  const pos = layers.param('pos.weight', [t, cfg.dModel], () => init.normal([t, cfg.dModel], std));
   let x = ops.add(g.op('Gather', [embed, tokens]), pos);
   const mask = layers.causalMask(x);
   for (let i = 0; i < cfg.layers; i++) x = layers.decoderBlock(x, `blocks.${i}`, cfg, mask);

@@ -26,6 +26,28 @@ const binary = (resultType?: DType): OpSchema => ({
   },
 });
 
+/** Sum, Max, Min: any number of inputs, broadcast together. */
+const variadic = (): OpSchema => ({
+  inputs: [1, Number.POSITIVE_INFINITY],
+  outputs: [1, 1],
+  attrs: {},
+  infer(ctx) {
+    const types = Array.from({ length: ctx.inputCount }, (_, i) => ctx.input(i));
+    sameDTypes(ctx, types);
+    return {
+      types: [
+        {
+          dtype: types[0]!.dtype,
+          shape: broadcastShapes(
+            ctx,
+            types.map((t) => t.shape),
+          ),
+        },
+      ],
+    };
+  },
+});
+
 export const elementwiseOps: Record<string, OpSchema> = {
   Add: binary(),
   Sub: binary(),
@@ -74,24 +96,7 @@ export const elementwiseOps: Record<string, OpSchema> = {
       return { types: [{ dtype: x.dtype, shape: broadcastShapes(ctx, [c.shape, x.shape, y.shape]) }] };
     },
   },
-  Sum: {
-    inputs: [1, Number.POSITIVE_INFINITY],
-    outputs: [1, 1],
-    attrs: {},
-    infer(ctx) {
-      const types = Array.from({ length: ctx.inputCount }, (_, i) => ctx.input(i));
-      sameDTypes(ctx, types);
-      return {
-        types: [
-          {
-            dtype: types[0]!.dtype,
-            shape: broadcastShapes(
-              ctx,
-              types.map((t) => t.shape),
-            ),
-          },
-        ],
-      };
-    },
-  },
+  Max: variadic(),
+  Min: variadic(),
+  Sum: variadic(),
 };
