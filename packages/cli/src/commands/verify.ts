@@ -1,5 +1,5 @@
 import { loadModelFolder } from '@fednano/model';
-import { DType, decodeModel, LocalSession, tensor } from '@fednano/onnx-graph';
+import { decodeModel, LocalSession, tensor } from '@fednano/onnx-graph';
 import type { Command } from '../main.js';
 import { DEFAULT_MODEL_DIR } from './shared.js';
 
@@ -29,6 +29,6 @@ export const verify: Command = {
       );
     }
     out.record({ event: 'verified', dir: values.model, vocab: folder.tokenizer.size, dModel: cfg.dModel });
-    out.text(`verified ${values.model}: hashes match the manifest, all graphs load and run (${DType[DType.FLOAT]})`);
+    out.text(`verified ${values.model}: hashes match the manifest, all graphs load and run`);
   },
 };
