@@ -48,7 +48,8 @@ export function caption(set: ImageSet, i: number): string {
     case 'digits':
       return `a handwritten digit ${name} .`;
     case 'emoji':
-      return `an emoji of ${set.names?.[i] ?? 'something'} from the category ${name} .`;
+      // Category first: the word right after the image tokens is the one the vision side must get right.
+      return `an emoji from the category ${name} : ${set.names?.[i] ?? 'something'} .`;
   }
 }
 

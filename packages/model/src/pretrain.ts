@@ -12,7 +12,7 @@ import {
   vqaExamples,
 } from '@fednano/data';
 import { type Feeds, type Graph, LocalSession } from '@fednano/onnx-graph';
-import { imageTextGraph, textLmGraph, type Weights } from './architecture.js';
+import { imageTextGraph, type TrainingGraph, textLmGraph, type Weights } from './architecture.js';
 import { type ModelConfig, REFERENCE_CONFIG } from './config.js';
 import { evaluateVqa, type VqaReport } from './evaluate.js';
 import { ReferenceModel } from './runtime.js';
@@ -108,6 +108,25 @@ export async function pretrain(recipe: Recipe, log: Log = () => {}): Promise<Pre
   );
 
   const weights: Weights = new Map();
+  const runStage = (
+    model: TrainingGraph,
+    trainable: string[],
+    batch: () => Feeds,
+    stage: { steps: number; lr: number },
+  ) =>
+    train({
+      model,
+      trainable,
+      weights,
+      batch,
+      steps: stage.steps,
+      lr: stage.lr,
+      threads: recipe.threads,
+      onLog: (i) =>
+        log(
+          `  step ${i.step}/${i.steps} loss ${i.loss.toFixed(4)} lr ${i.lr.toExponential(2)} (${i.seconds.toFixed(0)} s)`,
+        ),
+    });
   const t = config.contextLength;
   const encode = (s: string) => tokenizer.encode(s);
   const textModel = textLmGraph(config, weights, recipe.seed);
@@ -118,19 +137,12 @@ export async function pretrain(recipe: Recipe, log: Log = () => {}): Promise<Pre
   };
   log(`stage (a): language modelling, ${recipe.text.steps} steps of ${recipe.batch} x ${t} tokens`);
   let started = performance.now();
-  const textLosses = await train({
-    model: textModel,
-    trainable: textParams,
-    weights,
-    batch: () => textBatch(sentences, recipe.batch, random),
-    steps: recipe.text.steps,
-    lr: recipe.text.lr,
-    threads: recipe.threads,
-    onLog: (i) =>
-      log(
-        `  step ${i.step}/${i.steps} loss ${i.loss.toFixed(4)} lr ${i.lr.toExponential(2)} (${i.seconds.toFixed(0)} s)`,
-      ),
-  });
+  const textLosses = await runStage(
+    textModel,
+    textParams,
+    () => textBatch(sentences, recipe.batch, random),
+    recipe.text,
+  );
   const textSeconds = (performance.now() - started) / 1000;
   const heldOutText = await meanLoss(textLmGraph(config, weights).graph, textModel.loss, [
     textBatch(heldOutSentences, Math.max(recipe.batch, 64), rng(recipe.seed + 1)),
@@ -160,19 +172,7 @@ export async function pretrain(recipe: Recipe, log: Log = () => {}): Promise<Pre
     `stage (b): caption alignment, ${recipe.caption.steps} steps of ${recipe.batch} images (encoder + connector; LM frozen)`,
   );
   started = performance.now();
-  const captionLosses = await train({
-    model: captionModel,
-    trainable: captionParams,
-    weights,
-    batch: () => captionBatch(sampleItems()),
-    steps: recipe.caption.steps,
-    lr: recipe.caption.lr,
-    threads: recipe.threads,
-    onLog: (i) =>
-      log(
-        `  step ${i.step}/${i.steps} loss ${i.loss.toFixed(4)} lr ${i.lr.toExponential(2)} (${i.seconds.toFixed(0)} s)`,
-      ),
-  });
+  const captionLosses = await runStage(captionModel, captionParams, () => captionBatch(sampleItems()), recipe.caption);
   const captionSeconds = (performance.now() - started) / 1000;
   const heldOutBatches: Feeds[] = [];
   for (let i = 0; i < heldOutImages.length; i += 64) heldOutBatches.push(captionBatch(heldOutImages.slice(i, i + 64)));

@@ -69,6 +69,13 @@ function constantTensor(ctx: InferContext): Tensor {
 
 const INT_MAX = 2 ** 62;
 
+/** Dims of a shape known only at run time: as many fresh symbols as the shape input has entries (at least minRank). */
+function runTimeShape(ctx: InferContext, input: number, minRank: number): Dim[] {
+  const len = ctx.input(input).shape[0];
+  if (typeof len !== 'number') return ctx.fail('target shape must have a static length');
+  return Array.from({ length: Math.max(len, minRank) }, () => ctx.fresh());
+}
+
 export const shapeOps: Record<string, OpSchema> = {
   Constant: {
     inputs: [0, 0],
@@ -124,11 +131,7 @@ export const shapeOps: Record<string, OpSchema> = {
     infer(ctx) {
       const x = ctx.input(0);
       const target = ctx.value(1);
-      if (target === undefined) {
-        const len = ctx.input(1).shape[0];
-        if (typeof len !== 'number') return ctx.fail('target shape must have a static length');
-        return { types: [{ dtype: x.dtype, shape: Array.from({ length: len }, () => ctx.fresh()) }] };
-      }
+      if (target === undefined) return { types: [{ dtype: x.dtype, shape: runTimeShape(ctx, 1, 0) }] };
       return {
         types: [{ dtype: x.dtype, shape: reshapeDims(ctx, x.shape, target, ctx.attr<number>('allowzero') === 1) }],
         values: [ctx.value(0)],
@@ -300,12 +303,7 @@ export const shapeOps: Record<string, OpSchema> = {
     infer(ctx) {
       const x = ctx.input(0);
       const target = ctx.value(1);
-      if (target === undefined) {
-        const len = ctx.input(1).shape[0];
-        if (typeof len !== 'number') return ctx.fail('target shape must have a static length');
-        const rank = Math.max(len, x.shape.length);
-        return { types: [{ dtype: x.dtype, shape: Array.from({ length: rank }, () => ctx.fresh()) }] };
-      }
+      if (target === undefined) return { types: [{ dtype: x.dtype, shape: runTimeShape(ctx, 1, x.shape.length) }] };
       return { types: [{ dtype: x.dtype, shape: broadcastShapes(ctx, [x.shape, target]) }] };
     },
   },
