@@ -1,1 +1,5 @@
+export * from './adapters.js';
+export * from './llm-host.js';
+export * from './local-training.js';
 export * from './optim.js';
+export * from './strategies.js';

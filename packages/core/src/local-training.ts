@@ -1,0 +1,295 @@
+import { rng } from '@fednano/onnx-graph';
+import {
+  type AdapterConfig,
+  type AdapterWeights,
+  adapterBackward,
+  adapterForward,
+  adapterScale,
+  cloneWeights,
+} from './adapters.js';
+import { type LlmHost, splitTrafficBytes } from './llm-host.js';
+import { AdamW, clipGradNorm, type Optimizer, Sgd } from './optim.js';
+
+/**
+ * One client's side of split training. The client holds its examples as precomputed NanoEdge outputs (the encoder,
+ * connector and embedding table are frozen, so image tokens and text embeddings never change), applies its
+ * NanoAdapters, lets the llm-host run the frozen LLM forward and backward, and backpropagates ∂L/∂e' into the
+ * adapters.
+ */
+export interface Example {
+  /** Image tokens from the encoder and connector: [N, d]. */
+  image: Float32Array;
+  /** Text embeddings from the embedding table: [T - N, d]. */
+  text: Float32Array;
+  /** [T] next-token targets, -100 where none. */
+  targets: BigInt64Array;
+  /** Evaluation: the position of the answer and the ids of the closed-set candidates. */
+  answerPosition: number;
+  answerId: number;
+  candidates: readonly number[];
+  type: string;
+}
+
+export interface Dims {
+  imageTokens: number;
+  contextLength: number;
+  dModel: number;
+}
+
+export interface LocalTrainingConfig {
+  steps: number;
+  batchSize: number;
+  learningRate: number;
+  optimizer: 'adamw' | 'sgd';
+  momentum?: number;
+  weightDecay?: number;
+  /** Clip the adapter gradient's L2 norm (default 1). */
+  clipNorm?: number;
+  /** FedProx: add mu * (w - w_global) to the gradient. */
+  proximalMu?: number;
+  seed: number;
+}
+
+export interface LocalTrainingResult {
+  weights: AdapterWeights;
+  steps: number;
+  samples: number;
+  meanLoss: number;
+  finalLoss: number;
+  /** Split-training traffic: bytes of embeddings/targets sent up and gradients/losses sent down. */
+  upBytes: number;
+  downBytes: number;
+}
+
+/** Builds adapted inputs_embeds [B, T, d] for the given examples; returns them with the adapter activations. */
+function adaptBatch(batch: readonly Example[], dims: Dims, w: AdapterWeights, scale: number) {
+  const { imageTokens: n, contextLength: t, dModel: d } = dims;
+  const b = batch.length;
+  const image = new Float32Array(b * n * d);
+  const text = new Float32Array(b * (t - n) * d);
+  batch.forEach((ex, i) => {
+    image.set(ex.image, i * n * d);
+    text.set(ex.text, i * (t - n) * d);
+  });
+  const img = adapterForward(image, b * n, d, w.get('image.A')!, w.get('image.B')!, scale);
+  const txt = adapterForward(text, b * (t - n), d, w.get('text.A')!, w.get('text.B')!, scale);
+  const embeds = new Float32Array(b * t * d);
+  const targets = new BigInt64Array(b * t);
+  for (let i = 0; i < b; i++) {
+    embeds.set(img.out.subarray(i * n * d, (i + 1) * n * d), i * t * d);
+    embeds.set(txt.out.subarray(i * (t - n) * d, (i + 1) * (t - n) * d), i * t * d + n * d);
+    targets.set(batch[i]!.targets, i * t);
+  }
+  return { image, text, img, txt, embeds, targets };
+}
+
+/** Splits ∂L/∂e' [B, T, d] into the image and text parts and accumulates adapter gradients into grads. */
+function backpropagate(
+  a: ReturnType<typeof adaptBatch>,
+  grad: Float32Array,
+  b: number,
+  dims: Dims,
+  w: AdapterWeights,
+  scale: number,
+  grads: AdapterWeights,
+): void {
+  const { imageTokens: n, contextLength: t, dModel: d } = dims;
+  const gImage = new Float32Array(b * n * d);
+  const gText = new Float32Array(b * (t - n) * d);
+  for (let i = 0; i < b; i++) {
+    gImage.set(grad.subarray(i * t * d, i * t * d + n * d), i * n * d);
+    gText.set(grad.subarray(i * t * d + n * d, (i + 1) * t * d), i * (t - n) * d);
+  }
+  adapterBackward(
+    a.image,
+    a.img.h,
+    gImage,
+    b * n,
+    d,
+    w.get('image.B')!,
+    scale,
+    grads.get('image.A')!,
+    grads.get('image.B')!,
+  );
+  adapterBackward(
+    a.text,
+    a.txt.h,
+    gText,
+    b * (t - n),
+    d,
+    w.get('text.B')!,
+    scale,
+    grads.get('text.A')!,
+    grads.get('text.B')!,
+  );
+}
+
+const zerosLike = (w: AdapterWeights): AdapterWeights =>
+  new Map([...w].map(([k, v]) => [k, new Float32Array(v.length)]));
+
+function countTargets(targets: BigInt64Array): number {
+  let n = 0;
+  for (const t of targets) if (t !== -100n) n++;
+  return n;
+}
+
+/** Local training of the adapters from `start` (the global adapters) on this client's examples. */
+export async function trainLocal(
+  host: LlmHost,
+  dims: Dims,
+  adapter: AdapterConfig,
+  start: AdapterWeights,
+  examples: readonly Example[],
+  cfg: LocalTrainingConfig,
+): Promise<LocalTrainingResult> {
+  if (examples.length === 0) throw new Error('a client without examples cannot train');
+  const w = cloneWeights(start);
+  const scale = adapterScale(adapter);
+  const optimizer: Optimizer =
+    cfg.optimizer === 'sgd'
+      ? new Sgd({ lr: cfg.learningRate, momentum: cfg.momentum ?? 0.9, weightDecay: cfg.weightDecay ?? 0 })
+      : new AdamW({ lr: cfg.learningRate, weightDecay: cfg.weightDecay ?? 0, decays: () => true });
+  const random = rng(cfg.seed);
+  const losses: number[] = [];
+  let up = 0;
+  let down = 0;
+  let samples = 0;
+  for (let step = 0; step < cfg.steps; step++) {
+    const batch = Array.from(
+      { length: Math.min(cfg.batchSize, examples.length) },
+      () => examples[Math.floor(random() * examples.length)]!,
+    );
+    const a = adaptBatch(batch, dims, w, scale);
+    const tokens = Math.max(1, countTargets(a.targets));
+    const req = {
+      batch: batch.length,
+      inputsEmbeds: a.embeds,
+      targets: a.targets,
+      lossWeights: new Float32Array(batch.length).fill(1 / tokens),
+    };
+    const traffic = splitTrafficBytes(req);
+    up += traffic.up;
+    down += traffic.down;
+    const res = await host.forwardBackward(req);
+    const loss = res.sampleLoss.reduce((s, x) => s + x, 0) / tokens;
+    if (!Number.isFinite(loss)) throw new Error(`local training diverged at step ${step}: loss ${loss}`);
+    losses.push(loss);
+    samples += batch.length;
+    const grads = zerosLike(w);
+    backpropagate(a, res.gradInputsEmbeds, batch.length, dims, w, scale, grads);
+    if (cfg.proximalMu)
+      for (const [k, g] of grads) {
+        const wk = w.get(k)!;
+        const s = start.get(k)!;
+        for (let i = 0; i < g.length; i++) g[i]! += cfg.proximalMu * (wk[i]! - s[i]!);
+      }
+    clipGradNorm(grads, cfg.clipNorm ?? 1);
+    optimizer.step(w, grads);
+  }
+  return {
+    weights: w,
+    steps: cfg.steps,
+    samples,
+    meanLoss: losses.reduce((s, x) => s + x, 0) / losses.length,
+    finalLoss: losses.at(-1)!,
+    upBytes: up,
+    downBytes: down,
+  };
+}
+
+/**
+ * Diagonal empirical Fisher of the adapter parameters: the mean over samples of the squared per-sample gradient of
+ * that sample's loss. One host call gives every sample's ∂L_b/∂e'_b (samples do not interact), then each sample's
+ * adapter gradient is formed on its own rows.
+ */
+export async function fisherDiagonal(
+  host: LlmHost,
+  dims: Dims,
+  adapter: AdapterConfig,
+  weights: AdapterWeights,
+  examples: readonly Example[],
+  options: { maxSamples?: number; batchSize?: number } = {},
+): Promise<AdapterWeights> {
+  const scale = adapterScale(adapter);
+  const use = examples.slice(0, options.maxSamples ?? examples.length);
+  if (use.length === 0) throw new Error('the Fisher diagonal needs at least one example');
+  const fisher = zerosLike(weights);
+  const chunk = options.batchSize ?? 32;
+  for (let start = 0; start < use.length; start += chunk) {
+    const batch = use.slice(start, start + chunk);
+    const a = adaptBatch(batch, dims, weights, scale);
+    const res = await host.forwardBackward({
+      batch: batch.length,
+      inputsEmbeds: a.embeds,
+      targets: a.targets,
+      lossWeights: new Float32Array(batch.length).fill(1),
+    });
+    for (let i = 0; i < batch.length; i++) {
+      const one = adaptBatch([batch[i]!], dims, weights, scale);
+      const t = dims.contextLength * dims.dModel;
+      const g = zerosLike(weights);
+      backpropagate(one, res.gradInputsEmbeds.subarray(i * t, (i + 1) * t), 1, dims, weights, scale, g);
+      for (const [k, gk] of g) {
+        const f = fisher.get(k)!;
+        for (let j = 0; j < gk.length; j++) f[j]! += gk[j]! * gk[j]!;
+      }
+    }
+  }
+  for (const f of fisher.values()) for (let j = 0; j < f.length; j++) f[j]! /= use.length;
+  return fisher;
+}
+
+export interface EvaluationResult {
+  examples: number;
+  accuracy: number;
+  /** Mean NLL of the correct answer. */
+  loss: number;
+  perType: Record<string, { examples: number; correct: number }>;
+}
+
+/** Closed-set accuracy with the given adapters: the candidate with the highest logit at the answer position. */
+export async function evaluateAdapters(
+  host: LlmHost,
+  dims: Dims,
+  adapter: AdapterConfig,
+  weights: AdapterWeights,
+  examples: readonly Example[],
+  batchSize = 64,
+): Promise<EvaluationResult> {
+  const scale = adapterScale(adapter);
+  const vocab = (await host.info()).vocabSize;
+  const perType: EvaluationResult['perType'] = {};
+  let correct = 0;
+  let loss = 0;
+  for (let start = 0; start < examples.length; start += batchSize) {
+    const batch = examples.slice(start, start + batchSize);
+    const a = adaptBatch(batch, dims, weights, scale);
+    const res = await host.score({
+      batch: batch.length,
+      inputsEmbeds: a.embeds,
+      targets: a.targets,
+      positions: batch.map((e) => e.answerPosition),
+    });
+    batch.forEach((ex, i) => {
+      let best = -1;
+      let bestLogit = Number.NEGATIVE_INFINITY;
+      for (const c of ex.candidates) {
+        const l = res.logits[i * vocab + c]!;
+        if (l > bestLogit) [best, bestLogit] = [c, l];
+      }
+      const s = (perType[ex.type] ??= { examples: 0, correct: 0 });
+      s.examples++;
+      if (best === ex.answerId) {
+        s.correct++;
+        correct++;
+      }
+      loss += res.sampleLoss[i]!;
+    });
+  }
+  return {
+    examples: examples.length,
+    accuracy: examples.length ? correct / examples.length : 0,
+    loss: loss / Math.max(1, examples.length),
+    perType,
+  };
+}

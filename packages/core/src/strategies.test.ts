@@ -1,0 +1,125 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { AdapterWeights } from './adapters.js';
+import { type ClientUpdate, createStrategy, type StrategySpec } from './strategies.js';
+
+const w = (...x: number[]): AdapterWeights => new Map([['p', Float32Array.from(x)]]);
+const update = (client: string, weights: number[], samples = 1, fisher?: number[]): ClientUpdate => ({
+  client,
+  weights: w(...weights),
+  samples,
+  fisher: fisher && w(...fisher),
+});
+function run(spec: StrategySpec, global: number[], updates: ClientUpdate[]): number[] {
+  const agg = createStrategy(spec).begin(w(...global), 1);
+  for (const u of updates) agg.add(u);
+  assert.equal(agg.count, updates.length);
+  return Array.from(agg.finish().get('p')!);
+}
+const close = (a: number[], b: number[], tol = 1e-6) =>
+  b.forEach((x, i) => {
+    assert.ok(Math.abs(a[i]! - x) < tol, `index ${i}: ${a[i]} vs ${x}`);
+  });
+
+describe('strategies on hand-computed cases', () => {
+  test('FedAvg weights by samples', () => {
+    close(run({ name: 'fedavg' }, [0, 0], [update('a', [1, 2], 1), update('b', [3, 6], 3)]), [2.5, 5]);
+  });
+  test('FedProx aggregates like FedAvg and asks clients for the proximal term', () => {
+    close(run({ name: 'fedprox', mu: 0.1 }, [1], [update('a', [2], 1), update('b', [4], 1)]), [3]);
+    assert.deepEqual(createStrategy({ name: 'fedprox', mu: 0.1 }).clientConfig(), { proximalMu: 0.1 });
+  });
+  test('Fisher merging: sum(l F theta) / (sum(l F) + eps), uniform and sample-weighted lambda', () => {
+    const updates = [update('a', [1, 7], 1, [3, 0]), update('b', [5, 9], 3, [1, 0])];
+    const uniform = run({ name: 'fisher', epsilon: 0 }, [0, 0], updates);
+    close(uniform, [(3 * 1 + 1 * 5) / 4], 1e-6);
+    // Coordinate 2 has no Fisher mass anywhere: the lambda-weighted mean (uniform: (7 + 9) / 2) is used.
+    close(uniform.slice(1), [8]);
+    close(run({ name: 'fisher', lambda: 'samples', epsilon: 0 }, [0, 0], updates), [
+      (1 * 3 * 1 + 3 * 1 * 5) / (1 * 3 + 3 * 1),
+      (7 + 27) / 4,
+    ]);
+    // epsilon shrinks towards zero where the Fisher mass is small
+    close(run({ name: 'fisher', epsilon: 1 }, [0], [update('a', [2], 1, [1])]), [1]);
+  });
+  test('FedAdam and FedYogi: one server step from the mean update', () => {
+    const tau = 1e-3;
+    const vAdam = 0.99 * tau * tau + 0.01;
+    close(run({ name: 'fedadam', serverLr: 0.01, beta1: 0.9, beta2: 0.99, tau }, [0], [update('a', [1])]), [
+      (0.01 * 0.1) / (Math.sqrt(vAdam) + tau),
+    ]);
+    const vYogi = tau * tau + 0.01; // v - (1 - b2) g^2 sign(v - g^2), with v < g^2
+    close(run({ name: 'fedyogi', serverLr: 0.01, beta1: 0.9, beta2: 0.99, tau }, [0], [update('a', [1])]), [
+      (0.01 * 0.1) / (Math.sqrt(vYogi) + tau),
+    ]);
+  });
+  test('FedAdam keeps its moments across rounds', () => {
+    const s = createStrategy({ name: 'fedadam', serverLr: 0.1 });
+    let g = w(0);
+    for (let r = 0; r < 3; r++) {
+      const a = s.begin(g, r);
+      a.add(update('a', [g.get('p')![0]! + 1]));
+      g = a.finish();
+    }
+    // By hand: g = 1 every round; m = 0.9 m + 0.1; v = 0.99 v + 0.01; step = 0.1 m / (sqrt(v) + 1e-3).
+    let [m, v, x] = [0, 1e-6, 0];
+    for (let r = 0; r < 3; r++) {
+      m = 0.9 * m + 0.1;
+      v = 0.99 * v + 0.01;
+      x += (0.1 * m) / (Math.sqrt(v) + 1e-3);
+    }
+    close([g.get('p')![0]!], [x], 1e-5); // 0.389: momentum makes later steps larger
+  });
+  test('coordinate median and trimmed mean resist an outlier', () => {
+    close(run({ name: 'median' }, [0], [update('a', [1]), update('b', [100]), update('c', [3])]), [3]);
+    close(
+      run({ name: 'median' }, [0], [update('a', [1]), update('b', [2]), update('c', [10]), update('d', [20])]),
+      [6],
+    );
+    close(
+      run(
+        { name: 'trimmed-mean', trim: 0.25 },
+        [0],
+        [update('a', [1]), update('b', [2]), update('c', [10]), update('d', [100])],
+      ),
+      [6],
+    );
+    assert.equal(createStrategy({ name: 'median' }).streaming, false);
+    assert.equal(createStrategy({ name: 'fisher' }).streaming, true);
+  });
+  test('update-norm clipping bounds each client before averaging', () => {
+    close(run({ name: 'fedavg', clipNorm: 1 }, [0, 0], [update('a', [3, 4])]), [0.6, 0.8]);
+    close(run({ name: 'fedavg', clipNorm: 10 }, [0, 0], [update('a', [3, 4])]), [3, 4]);
+  });
+  test('central DP: equal weights, clipping, and Gaussian noise of std z C / K', () => {
+    close(
+      run(
+        { name: 'fedavg', dp: { clipNorm: 1, noiseMultiplier: 0 } },
+        [0],
+        [update('a', [5], 10), update('b', [-0.5], 1)],
+      ),
+      [0.25],
+    );
+    const n = 20_000;
+    const agg = createStrategy({ name: 'fedavg', dp: { clipNorm: 2, noiseMultiplier: 1.5, seed: 3 } }).begin(
+      new Map([['p', new Float32Array(n)]]),
+      1,
+    );
+    for (const c of ['a', 'b', 'c', 'd'])
+      agg.add({ client: c, samples: 1, weights: new Map([['p', new Float32Array(n)]]) });
+    const out = agg.finish().get('p')!;
+    const std = Math.sqrt(out.reduce((s, x) => s + x * x, 0) / n);
+    assert.ok(Math.abs(std - (1.5 * 2) / 4) < 0.02, `std ${std}`);
+  });
+  test('bad updates and settings are refused with a reason', () => {
+    assert.throws(() => run({ name: 'fisher' }, [0], [update('a', [1])]), /needs the Fisher diagonal from client a/);
+    assert.throws(() => run({ name: 'fedavg' }, [0, 0], [update('a', [1])]), /'p' is missing or has the wrong size/);
+    assert.throws(() => run({ name: 'fedavg' }, [0], []), /no updates/);
+    assert.throws(
+      () => createStrategy({ name: 'median', dp: { clipNorm: 1, noiseMultiplier: 1 } }),
+      /dp is available with averaging/,
+    );
+    assert.throws(() => createStrategy({ name: 'trimmed-mean', trim: 0.5 }), /0 <= trim < 0.5/);
+    assert.throws(() => createStrategy({ name: 'nope' } as never), /unknown strategy 'nope'/);
+  });
+});
