@@ -3,6 +3,7 @@ import { dataStats } from './commands/data-stats.js';
 import { evaluate } from './commands/eval.js';
 import { footprintCommand } from './commands/footprint.js';
 import { pretrainCommand } from './commands/pretrain.js';
+import { simulateCommand } from './commands/simulate.js';
 import { verify } from './commands/verify.js';
 import { Output, UsageError } from './output.js';
 
@@ -10,7 +11,9 @@ export interface Command {
   summary: string;
   usage: string;
   options: NonNullable<Parameters<typeof parseArgs>[0]>['options'];
-  run(values: Record<string, string | boolean | undefined>, out: Output): Promise<void>;
+  /** Whether the command takes positional arguments (e.g. a config file). */
+  positionals?: boolean;
+  run(values: Record<string, string | boolean | undefined>, out: Output, positionals?: string[]): Promise<void>;
 }
 
 const COMMON = {
@@ -20,6 +23,7 @@ const COMMON = {
 };
 
 export const COMMANDS: Record<string, Command> = {
+  simulate: simulateCommand,
   pretrain: pretrainCommand,
   eval: evaluate,
   footprint: footprintCommand,
@@ -46,12 +50,13 @@ export async function main(argv: string[]): Promise<number> {
   try {
     if (!command) throw new UsageError(`unknown command '${name}' (commands: ${Object.keys(COMMANDS).join(', ')})`);
     let values: Record<string, string | boolean | undefined>;
+    let positionals: string[];
     try {
-      ({ values } = parseArgs({
+      ({ values, positionals } = parseArgs({
         args: rest,
         options: { ...COMMON, ...command.options },
         strict: true,
-        allowPositionals: false,
+        allowPositionals: command.positionals === true,
       }));
     } catch (e) {
       throw new UsageError(`${(e as Error).message.replace(/\.$/, '')}; see 'fednano ${name} --help'`);
@@ -60,7 +65,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(`usage: fednano ${name} ${command.usage}\n\n${command.summary}\n`);
       return 0;
     }
-    await command.run(values, new Output(values.json === true));
+    await command.run(values, new Output(values.json === true), positionals);
     return 0;
   } catch (e) {
     const err = e as Error;

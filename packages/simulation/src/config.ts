@@ -1,0 +1,248 @@
+import { readFile } from 'node:fs/promises';
+import { Ajv, type ErrorObject } from 'ajv';
+import { parse } from 'yaml';
+
+/**
+ * The simulation config. `spec` carries the federation settings under the same names the Federation and
+ * FederationRound resources use (model, adapter, strategy, training, participation, rounds); `spec.simulation`
+ * describes the simulated clients and their data, the only part that changes when a config moves to a cluster.
+ */
+export interface SimulationConfig {
+  apiVersion: 'fednano.io/v1alpha1';
+  kind: 'Simulation';
+  metadata: { name: string };
+  spec: {
+    model: { path: string };
+    adapter: { rank: number; alpha: number };
+    strategy: {
+      name: 'fedavg' | 'fedprox' | 'fisher' | 'fedadam' | 'fedyogi' | 'median' | 'trimmed-mean';
+      mu?: number;
+      lambda?: 'uniform' | 'samples';
+      epsilon?: number;
+      serverLr?: number;
+      trim?: number;
+      clipNorm?: number;
+      dp?: { clipNorm: number; noiseMultiplier: number };
+    };
+    training: {
+      localSteps: number;
+      batchSize: number;
+      learningRate: number;
+      optimizer: 'adamw' | 'sgd';
+      momentum?: number;
+      weightDecay?: number;
+      clipNorm?: number;
+      /** Examples per client for the Fisher diagonal (Fisher merging). */
+      fisherSamples?: number;
+    };
+    participation: { clientsPerRound?: number; fraction?: number; minClients?: number };
+    rounds: number;
+    /** Element type of adapter updates on the wire. */
+    updateEncoding?: 'float32' | 'float16' | 'bfloat16' | 'int8';
+    simulation: {
+      clients: number;
+      seed: number;
+      /** federated (the strategy), centralized (all data, one trainer), local-only (no aggregation). */
+      method: 'federated' | 'centralized' | 'local-only';
+      data: {
+        domains: ('fashion' | 'digits' | 'emoji')[];
+        partition: { kind: 'iid' | 'dirichlet' | 'domain' | 'question-type'; alpha?: number };
+        /** Cap on each client's training questions (deterministic subsample). */
+        examplesPerClient?: number;
+      };
+      evaluation: { testImagesPerDomain: number };
+    };
+  };
+}
+
+const positive = { type: 'number', exclusiveMinimum: 0 } as const;
+const positiveInt = { type: 'integer', minimum: 1 } as const;
+
+export const SIMULATION_SCHEMA = {
+  type: 'object',
+  required: ['apiVersion', 'kind', 'metadata', 'spec'],
+  additionalProperties: false,
+  properties: {
+    apiVersion: { const: 'fednano.io/v1alpha1' },
+    kind: { const: 'Simulation' },
+    metadata: {
+      type: 'object',
+      required: ['name'],
+      properties: { name: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$' } },
+    },
+    spec: {
+      type: 'object',
+      required: ['model', 'adapter', 'strategy', 'training', 'participation', 'rounds', 'simulation'],
+      additionalProperties: false,
+      properties: {
+        model: {
+          type: 'object',
+          required: ['path'],
+          additionalProperties: false,
+          properties: { path: { type: 'string', minLength: 1 } },
+        },
+        adapter: {
+          type: 'object',
+          required: ['rank', 'alpha'],
+          additionalProperties: false,
+          properties: { rank: { type: 'integer', minimum: 1, maximum: 1024 }, alpha: positive },
+        },
+        strategy: {
+          type: 'object',
+          required: ['name'],
+          additionalProperties: false,
+          properties: {
+            name: { enum: ['fedavg', 'fedprox', 'fisher', 'fedadam', 'fedyogi', 'median', 'trimmed-mean'] },
+            mu: { type: 'number', minimum: 0 },
+            lambda: { enum: ['uniform', 'samples'] },
+            epsilon: { type: 'number', minimum: 0 },
+            serverLr: positive,
+            trim: { type: 'number', minimum: 0, exclusiveMaximum: 0.5 },
+            clipNorm: positive,
+            dp: {
+              type: 'object',
+              required: ['clipNorm', 'noiseMultiplier'],
+              additionalProperties: false,
+              properties: { clipNorm: positive, noiseMultiplier: { type: 'number', minimum: 0 } },
+            },
+          },
+        },
+        training: {
+          type: 'object',
+          required: ['localSteps', 'batchSize', 'learningRate', 'optimizer'],
+          additionalProperties: false,
+          properties: {
+            localSteps: { type: 'integer', minimum: 1, maximum: 100000 },
+            batchSize: { type: 'integer', minimum: 1, maximum: 4096 },
+            learningRate: positive,
+            optimizer: { enum: ['adamw', 'sgd'] },
+            momentum: { type: 'number', minimum: 0, maximum: 1 },
+            weightDecay: { type: 'number', minimum: 0 },
+            clipNorm: positive,
+            fisherSamples: positiveInt,
+          },
+        },
+        participation: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            clientsPerRound: positiveInt,
+            fraction: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+            minClients: positiveInt,
+          },
+        },
+        rounds: { type: 'integer', minimum: 1, maximum: 10000 },
+        updateEncoding: { enum: ['float32', 'float16', 'bfloat16', 'int8'] },
+        simulation: {
+          type: 'object',
+          required: ['clients', 'seed', 'method', 'data', 'evaluation'],
+          additionalProperties: false,
+          properties: {
+            clients: { type: 'integer', minimum: 1, maximum: 10000 },
+            seed: { type: 'integer', minimum: 0 },
+            method: { enum: ['federated', 'centralized', 'local-only'] },
+            data: {
+              type: 'object',
+              required: ['domains', 'partition'],
+              additionalProperties: false,
+              properties: {
+                domains: {
+                  type: 'array',
+                  minItems: 1,
+                  uniqueItems: true,
+                  items: { enum: ['fashion', 'digits', 'emoji'] },
+                },
+                partition: {
+                  type: 'object',
+                  required: ['kind'],
+                  additionalProperties: false,
+                  properties: { kind: { enum: ['iid', 'dirichlet', 'domain', 'question-type'] }, alpha: positive },
+                },
+                examplesPerClient: positiveInt,
+              },
+            },
+            evaluation: {
+              type: 'object',
+              required: ['testImagesPerDomain'],
+              additionalProperties: false,
+              properties: { testImagesPerDomain: positiveInt },
+            },
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+/** A config the user can fix: the message names the file and the field. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const validate = new Ajv({ allErrors: true, strict: false }).compile(SIMULATION_SCHEMA);
+const MAX_CONFIG_BYTES = 1 << 20;
+
+function describe(e: ErrorObject): string {
+  const at = `${e.instancePath.replace(/^\//, '').replace(/\//g, '.') || '(top level)'}`;
+  if (e.keyword === 'additionalProperties')
+    return `${at}: unknown field '${(e.params as { additionalProperty: string }).additionalProperty}'`;
+  if (e.keyword === 'enum')
+    return `${at}: must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`;
+  return `${at}: ${e.message}`;
+}
+
+/** Validates a parsed config (schema, then the cross-field rules a schema cannot state). */
+export function checkConfig(value: unknown, source = 'config'): SimulationConfig {
+  if (!validate(value)) throw new ConfigError(`${source}: ${(validate.errors ?? []).map(describe).join('; ')}`);
+  const c = value as unknown as SimulationConfig;
+  const s = c.spec;
+  const problems: string[] = [];
+  const p = s.participation;
+  if ((p.clientsPerRound === undefined) === (p.fraction === undefined))
+    problems.push('spec.participation: give exactly one of clientsPerRound or fraction');
+  if (p.clientsPerRound !== undefined && p.clientsPerRound > s.simulation.clients)
+    problems.push(
+      `spec.participation.clientsPerRound (${p.clientsPerRound}) exceeds spec.simulation.clients (${s.simulation.clients})`,
+    );
+  const perRound = p.clientsPerRound ?? Math.max(1, Math.round((p.fraction ?? 1) * s.simulation.clients));
+  if (p.minClients !== undefined && p.minClients > perRound)
+    problems.push(`spec.participation.minClients (${p.minClients}) exceeds the clients per round (${perRound})`);
+  if (s.strategy.name === 'fedprox' && s.strategy.mu === undefined)
+    problems.push('spec.strategy.mu is required for fedprox');
+  if (s.strategy.name === 'trimmed-mean' && s.strategy.trim === undefined)
+    problems.push('spec.strategy.trim is required for trimmed-mean');
+  const part = s.simulation.data.partition;
+  if ((part.kind === 'dirichlet' || part.kind === 'question-type') && part.alpha === undefined)
+    problems.push(`spec.simulation.data.partition.alpha is required for ${part.kind}`);
+  if (part.kind === 'domain' && s.simulation.data.domains.length < 2)
+    problems.push('spec.simulation.data.partition: domain skew needs at least two domains');
+  if (problems.length) throw new ConfigError(`${source}: ${problems.join('; ')}`);
+  return c;
+}
+
+export function parseConfig(text: string, source = 'config'): SimulationConfig {
+  if (text.length > MAX_CONFIG_BYTES) throw new ConfigError(`${source}: larger than ${MAX_CONFIG_BYTES} bytes`);
+  let value: unknown;
+  try {
+    value = parse(text, { maxAliasCount: 100 });
+  } catch (e) {
+    throw new ConfigError(`${source}: not valid YAML (${(e as Error).message.split('\n')[0]})`);
+  }
+  return checkConfig(value, source);
+}
+
+export async function loadConfig(path: string): Promise<SimulationConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError(
+      `${path}: cannot read the config (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+    );
+  }
+  return parseConfig(text, path);
+}
+
+export const clientsPerRound = (c: SimulationConfig): number =>
+  c.spec.participation.clientsPerRound ??
+  Math.max(1, Math.round((c.spec.participation.fraction ?? 1) * c.spec.simulation.clients));

@@ -1,0 +1,4 @@
+export * from './chart.js';
+export * from './config.js';
+export * from './prepare.js';
+export * from './simulate.js';

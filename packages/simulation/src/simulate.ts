@@ -1,0 +1,317 @@
+import {
+  type AdapterWeights,
+  adapterSha256,
+  adapterShapes,
+  createStrategy,
+  type Dims,
+  decodeUpdate,
+  type Example,
+  encodeUpdate,
+  evaluateAdapters,
+  fisherDiagonal,
+  InProcessLlmHost,
+  initAdapters,
+  type LlmHost,
+  type StrategySpec,
+  trainLocal,
+} from '@fednano/core';
+import {
+  type Domain,
+  type ImageSet,
+  loadDomain,
+  partition,
+  rng,
+  shuffle,
+  type VqaExample,
+  vqaExamples,
+} from '@fednano/data';
+import { imageTokenCount, loadModelFolder, openModel } from '@fednano/model';
+import { clientsPerRound, type SimulationConfig } from './config.js';
+import { NanoEdgeCache } from './prepare.js';
+
+export interface RoundRecord {
+  round: number;
+  method: string;
+  /** Closed-set accuracy of the global adapter (local-only: the mean over clients) on the test questions. */
+  accuracy: number;
+  /** Mean NLL of the correct answers on the test questions. */
+  loss: number;
+  /** Mean local training loss of this round's clients. */
+  trainLoss: number;
+  clients: number;
+  /** Encoded adapter update, bytes per participating client (0 where nothing is sent). */
+  uploadBytesPerClient: number;
+  /** Split-training traffic (activations up + gradients down) per training sample. */
+  splitBytesPerSample: number;
+  perType: Record<string, number>;
+  seconds: number;
+}
+
+export interface SimulationResult {
+  name: string;
+  method: string;
+  strategy: string;
+  rounds: RoundRecord[];
+  final: { accuracy: number; perType: Record<string, number> };
+  clients: { id: string; examples: number }[];
+  testQuestions: number;
+  adapterParams: number;
+  seconds: number;
+}
+
+export interface SimulationHooks {
+  log?: (message: string) => void;
+  onRound?: (record: RoundRecord, total: number) => void;
+}
+
+interface Client {
+  id: string;
+  examples: Example[];
+}
+
+/** Runs a whole simulation in this process: data, NanoEdge, llm-host, clients, strategy, evaluation. */
+export async function simulate(config: SimulationConfig, hooks: SimulationHooks = {}): Promise<SimulationResult> {
+  const started = performance.now();
+  const log = hooks.log ?? (() => {});
+  const s = config.spec;
+  const sim = s.simulation;
+  const folder = await loadModelFolder(s.model.path);
+  const cfg = folder.manifest.config;
+  const dims: Dims = { imageTokens: imageTokenCount(cfg), contextLength: cfg.contextLength, dModel: cfg.dModel };
+  const shapes = adapterShapes(cfg.dModel, s.adapter.rank);
+  const model = await openModel(folder);
+  const host: LlmHost = await InProcessLlmHost.create(
+    {
+      modelId: folder.manifest.parts.llm.sha256.slice(0, 12),
+      dModel: cfg.dModel,
+      contextLength: cfg.contextLength,
+      vocabSize: cfg.vocabSize,
+    },
+    { llm: folder.files.llm, llmVjp: folder.files.llm_vjp },
+  );
+  try {
+    // Data: every training question of the chosen domains, partitioned across clients; test questions on the side.
+    const sets = new Map<Domain, ImageSet>();
+    const train: VqaExample[] = [];
+    const test: VqaExample[] = [];
+    let labelOffset = 0;
+    for (const domain of sim.data.domains) {
+      const { set, splits } = await loadDomain(domain, folder.manifest.recipe.seed);
+      sets.set(domain, set);
+      train.push(...vqaExamples(set, splits.train).map((e) => ({ ...e, label: e.label + labelOffset })));
+      test.push(
+        ...vqaExamples(set, shuffle([...splits.test], rng(sim.seed + 7)).slice(0, sim.evaluation.testImagesPerDomain)),
+      );
+      labelOffset += set.classNames.length;
+    }
+    const parts = partition(
+      { labels: train.map((e) => e.label), domains: train.map((e) => e.domain), types: train.map((e) => e.type) },
+      sim.clients,
+      { kind: sim.data.partition.kind, alpha: sim.data.partition.alpha ?? 1 } as never,
+      rng(sim.seed),
+    );
+    const edge = new NanoEdgeCache(model);
+    const prepare = async (questions: VqaExample[]) => {
+      const out: Example[] = [];
+      for (const [domain, set] of sets)
+        out.push(
+          ...(await edge.examples(
+            set,
+            questions.filter((q) => q.domain === domain),
+          )),
+        );
+      return out;
+    };
+    const clients: Client[] = [];
+    for (const [k, idx] of parts.entries()) {
+      const mine = shuffle(
+        idx.map((i) => train[i]!),
+        rng(sim.seed * 7919 + k),
+      ).slice(0, sim.data.examplesPerClient ?? idx.length);
+      clients.push({ id: `client-${k}`, examples: await prepare(mine) });
+    }
+    const empty = clients.filter((c) => c.examples.length === 0);
+    if (empty.length)
+      throw new Error(`${empty.map((c) => c.id).join(', ')} received no data; use fewer clients or a larger alpha`);
+    const testExamples = await prepare(test);
+    log(
+      `${clients.length} clients (${clients.map((c) => c.examples.length).join(', ')} questions), ${testExamples.length} test questions`,
+    );
+
+    const strategySpec = { ...s.strategy } as StrategySpec;
+    const strategy = createStrategy(strategySpec);
+    const perRound = clientsPerRound(config);
+    const training = (seed: number, proximalMu?: number) => ({
+      ...s.training,
+      steps: s.training.localSteps,
+      seed,
+      proximalMu,
+    });
+    let global: AdapterWeights = initAdapters(cfg.dModel, s.adapter, sim.seed);
+    const adapterParams = [...global.values()].reduce((n, t) => n + t.length, 0);
+    const localWeights = new Map(clients.map((c) => [c.id, global]));
+    const rounds: RoundRecord[] = [];
+    // Round 0: the frozen model with fresh (identity) adapters, i.e. zero-shot.
+    const zeroShot = await evaluateAdapters(host, dims, s.adapter, global, testExamples);
+    const initial: RoundRecord = {
+      round: 0,
+      method: sim.method === 'federated' ? strategy.name : sim.method,
+      accuracy: zeroShot.accuracy,
+      loss: zeroShot.loss,
+      trainLoss: Number.NaN,
+      clients: 0,
+      uploadBytesPerClient: 0,
+      splitBytesPerSample: 0,
+      perType: Object.fromEntries(Object.entries(zeroShot.perType).map(([k, v]) => [k, v.correct / v.examples])),
+      seconds: 0,
+    };
+    rounds.push(initial);
+    hooks.onRound?.(initial, s.rounds);
+
+    for (let round = 1; round <= s.rounds; round++) {
+      const t0 = performance.now();
+      const selected = shuffle([...clients], rng(sim.seed * 104729 + round)).slice(0, perRound);
+      let upload = 0;
+      let split = 0;
+      let samples = 0;
+      const trainLosses: number[] = [];
+      let evaluation: Awaited<ReturnType<typeof evaluateAdapters>>;
+      if (sim.method === 'centralized') {
+        // One trainer on everyone's data, with the compute of a whole round: localSteps for each selected client.
+        const all = clients.flatMap((c) => c.examples);
+        const r = await trainLocal(host, dims, s.adapter, global, all, {
+          ...training(sim.seed * 31 + round),
+          steps: s.training.localSteps * perRound,
+        });
+        global = r.weights;
+        trainLosses.push(r.meanLoss);
+        split += r.upBytes + r.downBytes;
+        samples += r.samples;
+        evaluation = await evaluateAdapters(host, dims, s.adapter, global, testExamples);
+      } else if (sim.method === 'local-only') {
+        for (const c of selected) {
+          const r = await trainLocal(
+            host,
+            dims,
+            s.adapter,
+            localWeights.get(c.id)!,
+            c.examples,
+            training(sim.seed * 31 + round * 1000 + clients.indexOf(c)),
+          );
+          localWeights.set(c.id, r.weights);
+          trainLosses.push(r.meanLoss);
+          split += r.upBytes + r.downBytes;
+          samples += r.samples;
+        }
+        const evals = [];
+        for (const c of clients)
+          evals.push(await evaluateAdapters(host, dims, s.adapter, localWeights.get(c.id)!, testExamples));
+        evaluation = averageEvaluations(evals);
+      } else {
+        const base = adapterSha256(global, shapes);
+        const aggregator = strategy.begin(global, round);
+        const { proximalMu } = strategy.clientConfig();
+        for (const c of selected) {
+          const r = await trainLocal(
+            host,
+            dims,
+            s.adapter,
+            global,
+            c.examples,
+            training(sim.seed * 31 + round * 1000 + clients.indexOf(c), proximalMu),
+          );
+          const fisher = strategy.needsFisher
+            ? await fisherDiagonal(host, dims, s.adapter, r.weights, c.examples, {
+                maxSamples: s.training.fisherSamples ?? 64,
+              })
+            : undefined;
+          // Every update goes through the wire format, as it would over NATS.
+          const bytes = encodeUpdate(
+            {
+              namespace: 'simulation',
+              federation: config.metadata.name,
+              round,
+              clientId: c.id,
+              baseAdapterSha256: base,
+              sampleCount: c.examples.length,
+              weights: r.weights,
+              fisher,
+              metrics: {
+                loss: r.meanLoss,
+                steps: r.steps,
+                seconds: 0,
+                splitUpBytes: r.upBytes,
+                splitDownBytes: r.downBytes,
+              },
+            },
+            { shapes, dtype: s.updateEncoding ?? 'float32' },
+          );
+          const u = decodeUpdate(bytes, {
+            namespace: 'simulation',
+            federation: config.metadata.name,
+            round,
+            baseAdapterSha256: base,
+            shapes,
+            clientId: c.id,
+            requireFisher: strategy.needsFisher,
+          });
+          aggregator.add({ client: c.id, weights: u.weights, fisher: u.fisher, samples: u.sampleCount });
+          upload += bytes.length;
+          trainLosses.push(r.meanLoss);
+          split += r.upBytes + r.downBytes;
+          samples += r.samples;
+        }
+        const min = s.participation.minClients ?? 1;
+        if (aggregator.count < min)
+          throw new Error(`round ${round}: ${aggregator.count} updates, fewer than minClients ${min}`);
+        global = aggregator.finish();
+        evaluation = await evaluateAdapters(host, dims, s.adapter, global, testExamples);
+      }
+      const record: RoundRecord = {
+        round,
+        method: sim.method === 'federated' ? strategy.name : sim.method,
+        accuracy: evaluation.accuracy,
+        loss: evaluation.loss,
+        trainLoss: trainLosses.reduce((a, b) => a + b, 0) / trainLosses.length,
+        clients: sim.method === 'centralized' ? 1 : selected.length,
+        uploadBytesPerClient: sim.method === 'federated' ? upload / selected.length : 0,
+        splitBytesPerSample: split / Math.max(1, samples),
+        perType: Object.fromEntries(Object.entries(evaluation.perType).map(([k, v]) => [k, v.correct / v.examples])),
+        seconds: (performance.now() - t0) / 1000,
+      };
+      rounds.push(record);
+      hooks.onRound?.(record, s.rounds);
+    }
+    const last = rounds.at(-1)!;
+    return {
+      name: config.metadata.name,
+      method: sim.method,
+      strategy: strategy.name,
+      rounds,
+      final: { accuracy: last.accuracy, perType: last.perType },
+      clients: clients.map((c) => ({ id: c.id, examples: c.examples.length })),
+      testQuestions: testExamples.length,
+      adapterParams,
+      seconds: (performance.now() - started) / 1000,
+    };
+  } finally {
+    await host.close();
+    await model.close();
+  }
+}
+
+function averageEvaluations(evals: Awaited<ReturnType<typeof evaluateAdapters>>[]) {
+  const perType: Record<string, { examples: number; correct: number }> = {};
+  for (const e of evals)
+    for (const [k, v] of Object.entries(e.perType)) {
+      const p = (perType[k] ??= { examples: 0, correct: 0 });
+      p.examples += v.examples;
+      p.correct += v.correct;
+    }
+  return {
+    examples: evals[0]?.examples ?? 0,
+    accuracy: evals.reduce((a, e) => a + e.accuracy, 0) / evals.length,
+    loss: evals.reduce((a, e) => a + e.loss, 0) / evals.length,
+    perType,
+  };
+}
