@@ -55,6 +55,7 @@ function rejects(bytes: Uint8Array, reason: string, pattern: RegExp, e: Expectat
   );
 }
 /** Re-encodes a changed update with a correct envelope, to reach the checks behind the checksum. */
+// biome-ignore lint/suspicious/noExplicitAny: protobufjs objects are untyped; the test edits them freely
 function resealed(change: (u: Record<string, any>) => void): Uint8Array {
   const u = Update.toObject(Update.decode(Envelope.toObject(Envelope.decode(valid)).update), { defaults: true });
   change(u);

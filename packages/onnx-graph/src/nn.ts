@@ -28,6 +28,13 @@ export function seededInit(seed: number, dtype: DType = DType.FLOAT): Init {
   };
 }
 
+export interface LoraConfig {
+  rank: number;
+  alpha: number;
+  /** Which linear layers (by parameter prefix) get LoRA. */
+  applies(prefix: string): boolean;
+}
+
 export interface BlockConfig {
   dModel: number;
   heads: number;
@@ -53,12 +60,25 @@ export class Layers {
    * @param weights Parameter values by name. A parameter found here is used as it is (e.g. trained weights);
    *   one that is missing is initialised and added, so the map ends up holding every parameter of the graph.
    */
+  /** LoRA on chosen linear layers: W x + (alpha / r) B(A x), A: [in, r] ~ N(0, 1/in), B: [r, out] zero. */
+  lora?: LoraConfig;
+  /** Names of the LoRA parameters created so far. */
+  readonly loraParams: string[] = [];
+
   constructor(
     readonly g: Graph,
     readonly init: Init,
     readonly weights = new Map<string, Tensor>(),
   ) {
     this.ops = new Ops(g);
+  }
+
+  private loraDelta(x: string, prefix: string, inDim: number, outDim: number, lora: LoraConfig): string {
+    const r = lora.rank;
+    const a = this.param(`${prefix}.lora_A`, [inDim, r], () => this.init.normal([inDim, r], 1 / Math.sqrt(inDim)));
+    const b = this.param(`${prefix}.lora_B`, [r, outDim], () => this.init.constant([r, outDim], 0));
+    this.loraParams.push(a, b);
+    return this.ops.scale(this.ops.matmul(this.ops.matmul(x, a), b), lora.alpha / r);
   }
 
   param(name: string, dims: number[], initial: () => Tensor): string {
@@ -75,7 +95,8 @@ export class Layers {
   /** x @ W (+ b), W: [in, out]. */
   linear(x: string, prefix: string, inDim: number, outDim: number, std: number, bias = true): string {
     const w = this.param(`${prefix}.weight`, [inDim, outDim], () => this.init.normal([inDim, outDim], std));
-    const y = this.ops.matmul(x, w);
+    let y = this.ops.matmul(x, w);
+    if (this.lora?.applies(prefix)) y = this.ops.add(y, this.loraDelta(x, prefix, inDim, outDim, this.lora));
     if (!bias) return y;
     return this.ops.add(
       y,

@@ -42,8 +42,11 @@ export interface SimulationConfig {
     simulation: {
       clients: number;
       seed: number;
-      /** federated (the strategy), centralized (all data, one trainer), local-only (no aggregation). */
-      method: 'federated' | 'centralized' | 'local-only';
+      /**
+       * federated (NanoAdapters with the strategy), centralized (all data, one trainer), local-only (no
+       * aggregation), fedavg-lora (baseline: whole model on every client, LoRA inside the LLM, FedAvg).
+       */
+      method: 'federated' | 'centralized' | 'local-only' | 'fedavg-lora';
       data: {
         domains: ('fashion' | 'digits' | 'emoji')[];
         partition: { kind: 'iid' | 'dirichlet' | 'domain' | 'question-type'; alpha?: number };
@@ -140,7 +143,7 @@ export const SIMULATION_SCHEMA = {
           properties: {
             clients: { type: 'integer', minimum: 1, maximum: 10000 },
             seed: { type: 'integer', minimum: 0 },
-            method: { enum: ['federated', 'centralized', 'local-only'] },
+            method: { enum: ['federated', 'centralized', 'local-only', 'fedavg-lora'] },
             data: {
               type: 'object',
               required: ['domains', 'partition'],
@@ -207,6 +210,8 @@ export function checkConfig(value: unknown, source = 'config'): SimulationConfig
   const perRound = p.clientsPerRound ?? Math.max(1, Math.round((p.fraction ?? 1) * s.simulation.clients));
   if (p.minClients !== undefined && p.minClients > perRound)
     problems.push(`spec.participation.minClients (${p.minClients}) exceeds the clients per round (${perRound})`);
+  if (s.simulation.method === 'fedavg-lora' && s.strategy.name !== 'fedavg')
+    problems.push('spec.simulation.method fedavg-lora aggregates with strategy fedavg');
   if (s.strategy.name === 'fedprox' && s.strategy.mu === undefined)
     problems.push('spec.strategy.mu is required for fedprox');
   if (s.strategy.name === 'trimmed-mean' && s.strategy.trim === undefined)

@@ -1,10 +1,12 @@
 import {
+  type AdapterConfig,
   type AdapterWeights,
   adapterSha256,
   adapterShapes,
   createStrategy,
   type Dims,
   decodeUpdate,
+  type EvaluationResult,
   type Example,
   encodeUpdate,
   evaluateAdapters,
@@ -12,6 +14,7 @@ import {
   InProcessLlmHost,
   initAdapters,
   type LlmHost,
+  type LocalTrainingConfig,
   type StrategySpec,
   trainLocal,
 } from '@fednano/core';
@@ -25,8 +28,9 @@ import {
   type VqaExample,
   vqaExamples,
 } from '@fednano/data';
-import { imageTokenCount, loadModelFolder, openModel } from '@fednano/model';
+import { imageTokenCount, type LoadedModelFolder, loadModelFolder, openModel } from '@fednano/model';
 import { clientsPerRound, type SimulationConfig } from './config.js';
+import { LoraClientModel } from './lora-baseline.js';
 import { NanoEdgeCache } from './prepare.js';
 
 export interface RoundRecord {
@@ -56,6 +60,8 @@ export interface SimulationResult {
   clients: { id: string; examples: number }[];
   testQuestions: number;
   adapterParams: number;
+  /** Parameters each client stores. */
+  clientParams: number;
   seconds: number;
 }
 
@@ -69,6 +75,66 @@ interface Client {
   examples: Example[];
 }
 
+/** What the rounds loop needs from a way of adapting the model: FedNano's NanoAdapters or the LoRA baseline. */
+interface Trainer {
+  shapes: Record<string, readonly number[]>;
+  initial: AdapterWeights;
+  /** Parameters a client stores: NanoEdge plus adapters, or the whole model plus LoRA. */
+  clientParams: number;
+  train(
+    start: AdapterWeights,
+    examples: Example[],
+    cfg: LocalTrainingConfig,
+  ): Promise<{
+    weights: AdapterWeights;
+    meanLoss: number;
+    samples: number;
+    steps: number;
+    upBytes: number;
+    downBytes: number;
+  }>;
+  fisher(weights: AdapterWeights, examples: Example[], maxSamples: number): Promise<AdapterWeights>;
+  evaluate(weights: AdapterWeights, examples: Example[]): Promise<EvaluationResult>;
+  close(): Promise<void>;
+}
+
+function nanoAdapterTrainer(
+  host: LlmHost,
+  dims: Dims,
+  adapter: AdapterConfig,
+  seed: number,
+  edgeParams: number,
+): Trainer {
+  const initial = initAdapters(dims.dModel, adapter, seed);
+  return {
+    shapes: adapterShapes(dims.dModel, adapter.rank),
+    initial,
+    clientParams: edgeParams + [...initial.values()].reduce((n, t) => n + t.length, 0),
+    train: (start, examples, cfg) => trainLocal(host, dims, adapter, start, examples, cfg),
+    fisher: (w, examples, maxSamples) => fisherDiagonal(host, dims, adapter, w, examples, { maxSamples }),
+    evaluate: (w, examples) => evaluateAdapters(host, dims, adapter, w, examples),
+    close: () => host.close(),
+  };
+}
+
+async function loraTrainer(folder: LoadedModelFolder, adapter: AdapterConfig, seed: number): Promise<Trainer> {
+  const m = await LoraClientModel.create(folder, adapter, seed);
+  return {
+    shapes: m.shapes,
+    initial: m.initial,
+    clientParams: m.modelParams + [...m.initial.values()].reduce((n, t) => n + t.length, 0),
+    train: async (start, examples, cfg) => ({
+      ...(await m.trainLocal(start, examples, cfg)),
+      steps: cfg.steps,
+      upBytes: 0,
+      downBytes: 0,
+    }),
+    fisher: () => Promise.reject(new Error('the LoRA baseline has no Fisher merging')),
+    evaluate: (w, examples) => m.evaluate(w, examples),
+    close: () => m.close(),
+  };
+}
+
 /** Runs a whole simulation in this process: data, NanoEdge, llm-host, clients, strategy, evaluation. */
 export async function simulate(config: SimulationConfig, hooks: SimulationHooks = {}): Promise<SimulationResult> {
   const started = performance.now();
@@ -78,17 +144,27 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
   const folder = await loadModelFolder(s.model.path);
   const cfg = folder.manifest.config;
   const dims: Dims = { imageTokens: imageTokenCount(cfg), contextLength: cfg.contextLength, dModel: cfg.dModel };
-  const shapes = adapterShapes(cfg.dModel, s.adapter.rank);
   const model = await openModel(folder);
-  const host: LlmHost = await InProcessLlmHost.create(
-    {
-      modelId: folder.manifest.parts.llm.sha256.slice(0, 12),
-      dModel: cfg.dModel,
-      contextLength: cfg.contextLength,
-      vocabSize: cfg.vocabSize,
-    },
-    { llm: folder.files.llm, llmVjp: folder.files.llm_vjp },
-  );
+  const pc = folder.manifest.paramCounts;
+  const trainer: Trainer =
+    sim.method === 'fedavg-lora'
+      ? await loraTrainer(folder, s.adapter, sim.seed)
+      : nanoAdapterTrainer(
+          await InProcessLlmHost.create(
+            {
+              modelId: folder.manifest.parts.llm.sha256.slice(0, 12),
+              dModel: cfg.dModel,
+              contextLength: cfg.contextLength,
+              vocabSize: cfg.vocabSize,
+            },
+            { llm: folder.files.llm, llmVjp: folder.files.llm_vjp },
+          ),
+          dims,
+          s.adapter,
+          sim.seed,
+          pc.encoder + pc.connector + pc.embeddings,
+        );
+  const shapes = trainer.shapes;
   try {
     // Data: every training question of the chosen domains, partitioned across clients; test questions on the side.
     const sets = new Map<Domain, ImageSet>();
@@ -147,12 +223,12 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
       seed,
       proximalMu,
     });
-    let global: AdapterWeights = initAdapters(cfg.dModel, s.adapter, sim.seed);
+    let global: AdapterWeights = trainer.initial;
     const adapterParams = [...global.values()].reduce((n, t) => n + t.length, 0);
     const localWeights = new Map(clients.map((c) => [c.id, global]));
     const rounds: RoundRecord[] = [];
     // Round 0: the frozen model with fresh (identity) adapters, i.e. zero-shot.
-    const zeroShot = await evaluateAdapters(host, dims, s.adapter, global, testExamples);
+    const zeroShot = await trainer.evaluate(global, testExamples);
     const initial: RoundRecord = {
       round: 0,
       method: sim.method === 'federated' ? strategy.name : sim.method,
@@ -175,11 +251,11 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
       let split = 0;
       let samples = 0;
       const trainLosses: number[] = [];
-      let evaluation: Awaited<ReturnType<typeof evaluateAdapters>>;
+      let evaluation: EvaluationResult;
       if (sim.method === 'centralized') {
         // One trainer on everyone's data, with the compute of a whole round: localSteps for each selected client.
         const all = clients.flatMap((c) => c.examples);
-        const r = await trainLocal(host, dims, s.adapter, global, all, {
+        const r = await trainer.train(global, all, {
           ...training(sim.seed * 31 + round),
           steps: s.training.localSteps * perRound,
         });
@@ -187,13 +263,10 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
         trainLosses.push(r.meanLoss);
         split += r.upBytes + r.downBytes;
         samples += r.samples;
-        evaluation = await evaluateAdapters(host, dims, s.adapter, global, testExamples);
+        evaluation = await trainer.evaluate(global, testExamples);
       } else if (sim.method === 'local-only') {
         for (const c of selected) {
-          const r = await trainLocal(
-            host,
-            dims,
-            s.adapter,
+          const r = await trainer.train(
             localWeights.get(c.id)!,
             c.examples,
             training(sim.seed * 31 + round * 1000 + clients.indexOf(c)),
@@ -204,26 +277,20 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
           samples += r.samples;
         }
         const evals = [];
-        for (const c of clients)
-          evals.push(await evaluateAdapters(host, dims, s.adapter, localWeights.get(c.id)!, testExamples));
+        for (const c of clients) evals.push(await trainer.evaluate(localWeights.get(c.id)!, testExamples));
         evaluation = averageEvaluations(evals);
       } else {
         const base = adapterSha256(global, shapes);
         const aggregator = strategy.begin(global, round);
         const { proximalMu } = strategy.clientConfig();
         for (const c of selected) {
-          const r = await trainLocal(
-            host,
-            dims,
-            s.adapter,
+          const r = await trainer.train(
             global,
             c.examples,
             training(sim.seed * 31 + round * 1000 + clients.indexOf(c), proximalMu),
           );
           const fisher = strategy.needsFisher
-            ? await fisherDiagonal(host, dims, s.adapter, r.weights, c.examples, {
-                maxSamples: s.training.fisherSamples ?? 64,
-              })
+            ? await trainer.fisher(r.weights, c.examples, s.training.fisherSamples ?? 64)
             : undefined;
           // Every update goes through the wire format, as it would over NATS.
           const bytes = encodeUpdate(
@@ -265,7 +332,7 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
         if (aggregator.count < min)
           throw new Error(`round ${round}: ${aggregator.count} updates, fewer than minClients ${min}`);
         global = aggregator.finish();
-        evaluation = await evaluateAdapters(host, dims, s.adapter, global, testExamples);
+        evaluation = await trainer.evaluate(global, testExamples);
       }
       const record: RoundRecord = {
         round,
@@ -274,7 +341,7 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
         loss: evaluation.loss,
         trainLoss: trainLosses.reduce((a, b) => a + b, 0) / trainLosses.length,
         clients: sim.method === 'centralized' ? 1 : selected.length,
-        uploadBytesPerClient: sim.method === 'federated' ? upload / selected.length : 0,
+        uploadBytesPerClient: upload / Math.max(1, selected.length),
         splitBytesPerSample: split / Math.max(1, samples),
         perType: Object.fromEntries(Object.entries(evaluation.perType).map(([k, v]) => [k, v.correct / v.examples])),
         seconds: (performance.now() - t0) / 1000,
@@ -292,15 +359,16 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
       clients: clients.map((c) => ({ id: c.id, examples: c.examples.length })),
       testQuestions: testExamples.length,
       adapterParams,
+      clientParams: trainer.clientParams,
       seconds: (performance.now() - started) / 1000,
     };
   } finally {
-    await host.close();
+    await trainer.close();
     await model.close();
   }
 }
 
-function averageEvaluations(evals: Awaited<ReturnType<typeof evaluateAdapters>>[]) {
+function averageEvaluations(evals: EvaluationResult[]): EvaluationResult {
   const perType: Record<string, { examples: number; correct: number }> = {};
   for (const e of evals)
     for (const [k, v] of Object.entries(e.perType)) {

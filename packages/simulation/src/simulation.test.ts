@@ -104,4 +104,51 @@ describe('simulate', () => {
     assert.match(svg, /^<svg/);
     assert.match(svg, /test accuracy/);
   });
+
+  test('every method and the robust strategies run a round on a tiny federation', async () => {
+    const base = await quickstart();
+    base.spec.model.path = `${ROOT}models/reference`;
+    base.spec.rounds = 1;
+    base.spec.training.localSteps = 4;
+    base.spec.participation.clientsPerRound = 2;
+    base.spec.simulation.clients = 2;
+    base.spec.simulation.data.examplesPerClient = 24;
+    base.spec.simulation.evaluation.testImagesPerDomain = 8;
+    const run = async (change: (c: SimulationConfig) => void) => {
+      const c = structuredClone(base);
+      change(c);
+      return simulate(checkConfig(c));
+    };
+    const lora = await run((c) => {
+      c.spec.simulation.method = 'fedavg-lora';
+      c.spec.strategy = { name: 'fedavg' };
+    });
+    const fisher = await run(() => {});
+    // The LoRA baseline stores the whole model on every client and uploads more than NanoAdapters with Fisher.
+    assert.ok(
+      lora.clientParams > 1.5e6 && fisher.clientParams < 0.7e6,
+      `${lora.clientParams} vs ${fisher.clientParams}`,
+    );
+    assert.ok(lora.rounds[1]!.uploadBytesPerClient > 4 * fisher.rounds[1]!.uploadBytesPerClient);
+    assert.equal(lora.rounds[1]!.splitBytesPerSample, 0, 'the LoRA baseline runs the LLM itself');
+    assert.equal(
+      lora.rounds[0]!.accuracy,
+      fisher.rounds[0]!.accuracy,
+      'zero LoRA B and zero adapter B are the same frozen model',
+    );
+    for (const method of ['centralized', 'local-only'] as const) {
+      const r = await run((c) => (c.spec.simulation.method = method));
+      assert.equal(r.rounds.length, 2);
+      assert.equal(r.rounds[1]!.uploadBytesPerClient, 0, `${method} sends no updates`);
+    }
+    for (const strategy of [
+      { name: 'fedadam' },
+      { name: 'median' },
+      { name: 'trimmed-mean', trim: 0.2 },
+      { name: 'fedavg', dp: { clipNorm: 0.5, noiseMultiplier: 0.1 } },
+    ] as const) {
+      const r = await run((c) => (c.spec.strategy = { ...strategy }));
+      assert.ok(Number.isFinite(r.final.accuracy), JSON.stringify(strategy));
+    }
+  });
 });
