@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
@@ -23,9 +23,13 @@ const bad = (change: (c: SimulationConfig) => void, pattern: RegExp) => async ()
 };
 
 describe('simulation config', () => {
-  test('the examples validate', async () => {
-    const c = await loadConfig(QUICKSTART);
-    assert.equal(c.metadata.name, 'quickstart');
+  test('every example config validates', async () => {
+    const files = (await readdir(`${ROOT}examples`)).filter((f) => f.endsWith('.yaml'));
+    assert.ok(files.length >= 3);
+    for (const f of files) {
+      const c = await loadConfig(`${ROOT}examples/${f}`);
+      assert.equal(`${c.metadata.name}.yaml`, f);
+    }
   });
   test(
     'unknown fields, wrong types and enums name the field',
