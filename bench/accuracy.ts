@@ -12,7 +12,7 @@ const { values: flags } = parseArgs({ options: { quick: { type: 'boolean', defau
 const quick = flags.quick;
 const budget = quick
   ? { seeds: [0], rounds: 3, steps: 15, examples: 150, test: 80 }
-  : { seeds: [0, 1, 2], rounds: 10, steps: 20, examples: 300, test: 150 };
+  : { seeds: [0, 1, 2], rounds: 6, steps: 20, examples: 200, test: 100 };
 
 interface Method {
   label: string;
@@ -23,7 +23,7 @@ const METHODS: Method[] = [
   { label: 'centralized (adapters only)', method: 'centralized', strategy: { name: 'fedavg' } },
   { label: 'local-only', method: 'local-only', strategy: { name: 'fedavg' } },
   { label: 'FedNano-FedAvg', method: 'federated', strategy: { name: 'fedavg' } },
-  { label: 'FedNano-FedProx (mu 0.01)', method: 'federated', strategy: { name: 'fedprox', mu: 0.01 } },
+  { label: 'FedNano-FedProx (mu 0.1)', method: 'federated', strategy: { name: 'fedprox', mu: 0.1 } },
   { label: 'FedNano-Fisher', method: 'federated', strategy: { name: 'fisher' } },
   { label: 'FedAvg-LoRA (full model on clients)', method: 'fedavg-lora', strategy: { name: 'fedavg' } },
 ];
