@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { federationSpecSchemas } from '@fednano/core';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse } from 'yaml';
 
@@ -60,6 +61,7 @@ export interface SimulationConfig {
 
 const positive = { type: 'number', exclusiveMinimum: 0 } as const;
 const positiveInt = { type: 'integer', minimum: 1 } as const;
+const crd = federationSpecSchemas();
 
 export const SIMULATION_SCHEMA = {
   type: 'object',
@@ -84,58 +86,13 @@ export const SIMULATION_SCHEMA = {
           additionalProperties: false,
           properties: { path: { type: 'string', minLength: 1 } },
         },
-        adapter: {
-          type: 'object',
-          required: ['rank', 'alpha'],
-          additionalProperties: false,
-          properties: { rank: { type: 'integer', minimum: 1, maximum: 1024 }, alpha: positive },
-        },
-        strategy: {
-          type: 'object',
-          required: ['name'],
-          additionalProperties: false,
-          properties: {
-            name: { enum: ['fedavg', 'fedprox', 'fisher', 'fedadam', 'fedyogi', 'median', 'trimmed-mean'] },
-            mu: { type: 'number', minimum: 0 },
-            lambda: { enum: ['uniform', 'samples'] },
-            epsilon: { type: 'number', minimum: 0 },
-            serverLr: positive,
-            trim: { type: 'number', minimum: 0, exclusiveMaximum: 0.5 },
-            clipNorm: positive,
-            dp: {
-              type: 'object',
-              required: ['clipNorm', 'noiseMultiplier'],
-              additionalProperties: false,
-              properties: { clipNorm: positive, noiseMultiplier: { type: 'number', minimum: 0 } },
-            },
-          },
-        },
-        training: {
-          type: 'object',
-          required: ['localSteps', 'batchSize', 'learningRate', 'optimizer'],
-          additionalProperties: false,
-          properties: {
-            localSteps: { type: 'integer', minimum: 1, maximum: 100000 },
-            batchSize: { type: 'integer', minimum: 1, maximum: 4096 },
-            learningRate: positive,
-            optimizer: { enum: ['adamw', 'sgd'] },
-            momentum: { type: 'number', minimum: 0, maximum: 1 },
-            weightDecay: { type: 'number', minimum: 0 },
-            clipNorm: positive,
-            fisherSamples: positiveInt,
-          },
-        },
-        participation: {
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            clientsPerRound: positiveInt,
-            fraction: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
-            minClients: positiveInt,
-          },
-        },
-        rounds: { type: 'integer', minimum: 1, maximum: 10000 },
-        updateEncoding: { enum: ['float32', 'float16', 'bfloat16', 'int8'] },
+        // Federation settings: the Federation CRD's schemas (crds/), the single source of truth.
+        adapter: crd.adapter!,
+        strategy: crd.strategy!,
+        training: crd.training!,
+        participation: crd.participation!,
+        rounds: crd.rounds!,
+        updateEncoding: crd.updateEncoding!,
         simulation: {
           type: 'object',
           required: ['clients', 'seed', 'method', 'data', 'evaluation'],
@@ -175,7 +132,7 @@ export const SIMULATION_SCHEMA = {
       },
     },
   },
-} as const;
+};
 
 /** A config the user can fix: the message names the file and the field. */
 export class ConfigError extends Error {
