@@ -12,7 +12,7 @@ const { values: flags } = parseArgs({ options: { quick: { type: 'boolean', defau
 const quick = flags.quick;
 const budget = quick
   ? { seeds: [0], rounds: 3, steps: 15, examples: 150, test: 80 }
-  : { seeds: [0, 1, 2], rounds: 6, steps: 20, examples: 200, test: 100 };
+  : { seeds: [0, 1, 2], rounds: 5, steps: 15, examples: 150, test: 80 };
 
 interface Method {
   label: string;

@@ -133,6 +133,53 @@ function countTargets(targets: BigInt64Array): number {
   return n;
 }
 
+/** The optimizer a training config asks for. */
+export function makeOptimizer(cfg: LocalTrainingConfig): Optimizer {
+  return cfg.optimizer === 'sgd'
+    ? new Sgd({ lr: cfg.learningRate, momentum: cfg.momentum ?? 0.9, weightDecay: cfg.weightDecay ?? 0 })
+    : new AdamW({ lr: cfg.learningRate, weightDecay: cfg.weightDecay ?? 0, decays: () => true });
+}
+
+/** A minibatch drawn with replacement (deterministic given the generator). */
+export function sampleBatch<T>(items: readonly T[], size: number, random: () => number): T[] {
+  return Array.from({ length: Math.min(size, items.length) }, () => items[Math.floor(random() * items.length)]!);
+}
+
+/** Closed-set answers: per example, the candidate with the highest logit; tallied per question type. */
+export class AnswerTally {
+  private readonly perType: EvaluationResult['perType'] = {};
+  private correct = 0;
+  private count = 0;
+  private lossSum = 0;
+
+  /** logits[offset + id] is the logit of token id at the example's answer position. */
+  add(ex: Example, logits: Float32Array, offset: number, loss: number): void {
+    let best = -1;
+    let bestLogit = Number.NEGATIVE_INFINITY;
+    for (const c of ex.candidates) {
+      const l = logits[offset + c]!;
+      if (l > bestLogit) [best, bestLogit] = [c, l];
+    }
+    const s = (this.perType[ex.type] ??= { examples: 0, correct: 0 });
+    s.examples++;
+    this.count++;
+    this.lossSum += loss;
+    if (best === ex.answerId) {
+      s.correct++;
+      this.correct++;
+    }
+  }
+
+  result(): EvaluationResult {
+    return {
+      examples: this.count,
+      accuracy: this.count ? this.correct / this.count : 0,
+      loss: this.lossSum / Math.max(1, this.count),
+      perType: this.perType,
+    };
+  }
+}
+
 /** Local training of the adapters from `start` (the global adapters) on this client's examples. */
 export async function trainLocal(
   host: LlmHost,
@@ -145,20 +192,14 @@ export async function trainLocal(
   if (examples.length === 0) throw new Error('a client without examples cannot train');
   const w = cloneWeights(start);
   const scale = adapterScale(adapter);
-  const optimizer: Optimizer =
-    cfg.optimizer === 'sgd'
-      ? new Sgd({ lr: cfg.learningRate, momentum: cfg.momentum ?? 0.9, weightDecay: cfg.weightDecay ?? 0 })
-      : new AdamW({ lr: cfg.learningRate, weightDecay: cfg.weightDecay ?? 0, decays: () => true });
+  const optimizer = makeOptimizer(cfg);
   const random = rng(cfg.seed);
   const losses: number[] = [];
   let up = 0;
   let down = 0;
   let samples = 0;
   for (let step = 0; step < cfg.steps; step++) {
-    const batch = Array.from(
-      { length: Math.min(cfg.batchSize, examples.length) },
-      () => examples[Math.floor(random() * examples.length)]!,
-    );
+    const batch = sampleBatch(examples, cfg.batchSize, random);
     const a = adaptBatch(batch, dims, w, scale);
     const tokens = Math.max(1, countTargets(a.targets));
     const req = {
@@ -258,9 +299,7 @@ export async function evaluateAdapters(
 ): Promise<EvaluationResult> {
   const scale = adapterScale(adapter);
   const vocab = (await host.info()).vocabSize;
-  const perType: EvaluationResult['perType'] = {};
-  let correct = 0;
-  let loss = 0;
+  const tally = new AnswerTally();
   for (let start = 0; start < examples.length; start += batchSize) {
     const batch = examples.slice(start, start + batchSize);
     const a = adaptBatch(batch, dims, weights, scale);
@@ -271,25 +310,8 @@ export async function evaluateAdapters(
       positions: batch.map((e) => e.answerPosition),
     });
     batch.forEach((ex, i) => {
-      let best = -1;
-      let bestLogit = Number.NEGATIVE_INFINITY;
-      for (const c of ex.candidates) {
-        const l = res.logits[i * vocab + c]!;
-        if (l > bestLogit) [best, bestLogit] = [c, l];
-      }
-      const s = (perType[ex.type] ??= { examples: 0, correct: 0 });
-      s.examples++;
-      if (best === ex.answerId) {
-        s.correct++;
-        correct++;
-      }
-      loss += res.sampleLoss[i]!;
+      tally.add(ex, res.logits, i * vocab, res.sampleLoss[i]!);
     });
   }
-  return {
-    examples: examples.length,
-    accuracy: examples.length ? correct / examples.length : 0,
-    loss: loss / Math.max(1, examples.length),
-    perType,
-  };
+  return tally.result();
 }

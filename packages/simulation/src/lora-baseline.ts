@@ -1,11 +1,13 @@
 import {
-  AdamW,
   type AdapterWeights,
+  AnswerTally,
   clipGradNorm,
   type Dims,
   type EvaluationResult,
   type Example,
   type LocalTrainingConfig,
+  makeOptimizer,
+  sampleBatch,
 } from '@fednano/core';
 import { type LoadedModelFolder, llm, weightsOf } from '@fednano/model';
 import {
@@ -19,6 +21,15 @@ import {
   vjp,
   WorkerSession,
 } from '@fednano/onnx-graph';
+
+/** Negative log-likelihood of token `id` under the logits row starting at `row`. */
+function nll(logits: Float32Array, row: number, vocab: number, id: number): number {
+  let max = Number.NEGATIVE_INFINITY;
+  for (let v = 0; v < vocab; v++) max = Math.max(max, logits[row + v]!);
+  let sum = 0;
+  for (let v = 0; v < vocab; v++) sum += Math.exp(logits[row + v]! - max);
+  return max + Math.log(sum) - logits[row + id]!;
+}
 
 /**
  * The classic baseline FedNano is compared with (FedAvg-LoRA): every client holds the whole model and trains LoRA
@@ -105,15 +116,12 @@ export class LoraClientModel {
     cfg: LocalTrainingConfig,
   ): Promise<{ weights: AdapterWeights; meanLoss: number; samples: number }> {
     const w: AdapterWeights = new Map([...start].map(([k, v]) => [k, v.slice()]));
-    const optimizer = new AdamW({ lr: cfg.learningRate, weightDecay: cfg.weightDecay ?? 0, decays: () => true });
+    const optimizer = makeOptimizer(cfg);
     const random = rng(cfg.seed);
     let total = 0;
     let samples = 0;
     for (let step = 0; step < cfg.steps; step++) {
-      const batch = Array.from(
-        { length: Math.min(cfg.batchSize, examples.length) },
-        () => examples[Math.floor(random() * examples.length)]!,
-      );
+      const batch = sampleBatch(examples, cfg.batchSize, random);
       const r = await this.train.run(this.batchFeeds(batch, w), {
         outputs: [this.loss, ...this.params.map((p) => this.gradients[p]!)],
       });
@@ -127,36 +135,16 @@ export class LoraClientModel {
   }
 
   async evaluate(w: AdapterWeights, examples: readonly Example[], batchSize = 64): Promise<EvaluationResult> {
-    const perType: EvaluationResult['perType'] = {};
-    let correct = 0;
-    let loss = 0;
+    const tally = new AnswerTally();
     for (let s = 0; s < examples.length; s += batchSize) {
       const batch = examples.slice(s, s + batchSize);
       const logits = (await this.forward.run(this.batchFeeds(batch, w), ['logits'])).logits!.data as Float32Array;
       batch.forEach((ex, i) => {
         const row = (i * this.dims.contextLength + ex.answerPosition) * this.vocab;
-        let best = -1;
-        let bestLogit = Number.NEGATIVE_INFINITY;
-        for (const c of ex.candidates) if (logits[row + c]! > bestLogit) [best, bestLogit] = [c, logits[row + c]!];
-        let max = Number.NEGATIVE_INFINITY;
-        for (let v = 0; v < this.vocab; v++) max = Math.max(max, logits[row + v]!);
-        let sum = 0;
-        for (let v = 0; v < this.vocab; v++) sum += Math.exp(logits[row + v]! - max);
-        loss += max + Math.log(sum) - logits[row + ex.answerId]!; // NLL of the correct answer
-        const p = (perType[ex.type] ??= { examples: 0, correct: 0 });
-        p.examples++;
-        if (best === ex.answerId) {
-          p.correct++;
-          correct++;
-        }
+        tally.add(ex, logits, row, nll(logits, row, this.vocab, ex.answerId));
       });
     }
-    return {
-      examples: examples.length,
-      accuracy: correct / Math.max(1, examples.length),
-      loss: loss / Math.max(1, examples.length),
-      perType,
-    };
+    return tally.result();
   }
 
   async close(): Promise<void> {
