@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { federationSpecSchemas } from '@fednano/core';
+import { federationSpecSchemas, type LocalTrainingConfig } from '@fednano/core';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse } from 'yaml';
 
@@ -25,14 +25,9 @@ export interface SimulationConfig {
       clipNorm?: number;
       dp?: { clipNorm: number; noiseMultiplier: number };
     };
-    training: {
+    /** Local training as core's LocalTrainingConfig, with steps named per round and the seed set per client. */
+    training: Omit<LocalTrainingConfig, 'steps' | 'seed' | 'proximalMu'> & {
       localSteps: number;
-      batchSize: number;
-      learningRate: number;
-      optimizer: 'adamw' | 'sgd';
-      momentum?: number;
-      weightDecay?: number;
-      clipNorm?: number;
       /** Examples per client for the Fisher diagonal (Fisher merging). */
       fisherSamples?: number;
     };
