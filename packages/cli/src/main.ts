@@ -3,6 +3,7 @@ import { dataStats } from './commands/data-stats.js';
 import { evaluate } from './commands/eval.js';
 import { footprintCommand } from './commands/footprint.js';
 import { pretrainCommand } from './commands/pretrain.js';
+import { runCommand } from './commands/run.js';
 import { simulateCommand } from './commands/simulate.js';
 import { verify } from './commands/verify.js';
 import { Output, UsageError } from './output.js';
@@ -24,6 +25,7 @@ const COMMON = {
 
 export const COMMANDS: Record<string, Command> = {
   simulate: simulateCommand,
+  run: runCommand,
   pretrain: pretrainCommand,
   eval: evaluate,
   footprint: footprintCommand,

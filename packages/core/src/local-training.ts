@@ -188,6 +188,7 @@ export async function trainLocal(
   start: AdapterWeights,
   examples: readonly Example[],
   cfg: LocalTrainingConfig,
+  onStep?: (step: number, loss: number) => void,
 ): Promise<LocalTrainingResult> {
   if (examples.length === 0) throw new Error('a client without examples cannot train');
   const w = cloneWeights(start);
@@ -215,6 +216,7 @@ export async function trainLocal(
     const loss = res.sampleLoss.reduce((s, x) => s + x, 0) / tokens;
     if (!Number.isFinite(loss)) throw new Error(`local training diverged at step ${step}: loss ${loss}`);
     losses.push(loss);
+    onStep?.(step, loss);
     samples += batch.length;
     const grads = zerosLike(w);
     backpropagate(a, res.gradInputsEmbeds, batch.length, dims, w, scale, grads);

@@ -3,6 +3,7 @@ export * from './domains.js';
 export * from './images.js';
 export * from './partition.js';
 export { dirichlet, gammaSample, rng, shuffle } from './random.js';
+export * from './shard.js';
 export { decodeIcon, EMOJI_CLASSES } from './sources/emoji.js';
 export { FASHION_CLASSES, parseIdx } from './sources/fashion-mnist.js';
 export { DIGIT_WORDS } from './sources/mnist-digits.js';

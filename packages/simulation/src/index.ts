@@ -1,4 +1,5 @@
 export * from './chart.js';
 export * from './config.js';
+export * from './plan.js';
 export * from './prepare.js';
 export * from './simulate.js';

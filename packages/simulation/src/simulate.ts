@@ -18,19 +18,10 @@ import {
   type StrategySpec,
   trainLocal,
 } from '@fednano/core';
-import {
-  type Domain,
-  type ImageSet,
-  loadDomain,
-  partition,
-  rng,
-  shuffle,
-  type VqaExample,
-  vqaExamples,
-} from '@fednano/data';
 import { imageTokenCount, type LoadedModelFolder, loadModelFolder, openModel } from '@fednano/model';
 import { clientsPerRound, type SimulationConfig } from './config.js';
 import { LoraClientModel } from './lora-baseline.js';
+import { clientSeed, planFederation, prepareExamples, selectClients } from './plan.js';
 import { NanoEdgeCache } from './prepare.js';
 
 export interface RoundRecord {
@@ -166,50 +157,12 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
         );
   const shapes = trainer.shapes;
   try {
-    // Data: every training question of the chosen domains, partitioned across clients; test questions on the side.
-    const sets = new Map<Domain, ImageSet>();
-    const train: VqaExample[] = [];
-    const test: VqaExample[] = [];
-    let labelOffset = 0;
-    for (const domain of sim.data.domains) {
-      const { set, splits } = await loadDomain(domain, folder.manifest.recipe.seed);
-      sets.set(domain, set);
-      train.push(...vqaExamples(set, splits.train).map((e) => ({ ...e, label: e.label + labelOffset })));
-      test.push(
-        ...vqaExamples(set, shuffle([...splits.test], rng(sim.seed + 7)).slice(0, sim.evaluation.testImagesPerDomain)),
-      );
-      labelOffset += set.classNames.length;
-    }
-    const parts = partition(
-      { labels: train.map((e) => e.label), domains: train.map((e) => e.domain), types: train.map((e) => e.type) },
-      sim.clients,
-      { kind: sim.data.partition.kind, alpha: sim.data.partition.alpha ?? 1 } as never,
-      rng(sim.seed),
-    );
+    const plan = await planFederation(config, folder.manifest.recipe.seed);
     const edge = new NanoEdgeCache(model);
-    const prepare = async (questions: VqaExample[]) => {
-      const out: Example[] = [];
-      for (const [domain, set] of sets)
-        out.push(
-          ...(await edge.examples(
-            set,
-            questions.filter((q) => q.domain === domain),
-          )),
-        );
-      return out;
-    };
     const clients: Client[] = [];
-    for (const [k, idx] of parts.entries()) {
-      const mine = shuffle(
-        idx.map((i) => train[i]!),
-        rng(sim.seed * 7919 + k),
-      ).slice(0, sim.data.examplesPerClient ?? idx.length);
-      clients.push({ id: `client-${k}`, examples: await prepare(mine) });
-    }
-    const empty = clients.filter((c) => c.examples.length === 0);
-    if (empty.length)
-      throw new Error(`${empty.map((c) => c.id).join(', ')} received no data; use fewer clients or a larger alpha`);
-    const testExamples = await prepare(test);
+    for (const c of plan.clients)
+      clients.push({ id: c.id, examples: await prepareExamples(edge, plan.sets, c.questions) });
+    const testExamples = await prepareExamples(edge, plan.sets, plan.test);
     log(
       `${clients.length} clients (${clients.map((c) => c.examples.length).join(', ')} questions), ${testExamples.length} test questions`,
     );
@@ -246,7 +199,7 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
 
     for (let round = 1; round <= s.rounds; round++) {
       const t0 = performance.now();
-      const selected = shuffle([...clients], rng(sim.seed * 104729 + round)).slice(0, perRound);
+      const selected = selectClients(clients, sim.seed, round, perRound);
       let upload = 0;
       let split = 0;
       let samples = 0;
@@ -269,7 +222,7 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
           const r = await trainer.train(
             localWeights.get(c.id)!,
             c.examples,
-            training(sim.seed * 31 + round * 1000 + clients.indexOf(c)),
+            training(clientSeed(sim.seed, round, clients.indexOf(c))),
           );
           localWeights.set(c.id, r.weights);
           trainLosses.push(r.meanLoss);
@@ -287,7 +240,7 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
           const r = await trainer.train(
             global,
             c.examples,
-            training(sim.seed * 31 + round * 1000 + clients.indexOf(c), proximalMu),
+            training(clientSeed(sim.seed, round, clients.indexOf(c)), proximalMu),
           );
           const fisher = strategy.needsFisher
             ? await trainer.fisher(r.weights, c.examples, s.training.fisherSamples ?? 64)

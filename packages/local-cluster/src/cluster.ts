@@ -1,0 +1,143 @@
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, NatsServer, type NatsServerOptions, ServiceProcess } from '@fednano/service-kit';
+import type { FederationRef } from '@fednano/wire';
+
+const entry = (service: string) =>
+  fileURLToPath(new URL(`../../../services/${service}/bin/${service}.mjs`, import.meta.url));
+
+export const SERVICE_ENTRIES = {
+  llmHost: entry('llm-host'),
+  aggregator: entry('aggregator'),
+  clientAgent: entry('client-agent'),
+};
+
+export interface LocalClusterOptions extends FederationRef {
+  modelPath: string;
+  /** Logs go to <workDir>/logs/<service>.log. */
+  workDir: string;
+  nats?: NatsServerOptions;
+  /** Extra llm-host flags, e.g. ['--max-delay-ms', '5']. */
+  llmHostArgs?: string[];
+  /** Aggregator ack wait (redelivery after a crash), ms. */
+  ackWaitMs?: number;
+}
+
+/**
+ * A federation's server side on this machine: a private nats-server, the llm-host and the aggregator as child
+ * processes on ephemeral ports, plus client-agents on demand. Services can be killed and restarted in place (same
+ * ports, same store), which is what the fault tests do.
+ */
+export class LocalCluster {
+  llmHost!: ServiceProcess;
+  aggregator!: ServiceProcess;
+  private llmPort = 0;
+  private llmOpsPort = 0;
+  private aggOpsPort = 0;
+
+  private constructor(
+    readonly o: LocalClusterOptions,
+    readonly nats: NatsServer,
+  ) {}
+
+  static async start(o: LocalClusterOptions): Promise<LocalCluster> {
+    const nats = await NatsServer.start(o.nats);
+    const c = new LocalCluster(o, nats);
+    try {
+      c.llmPort = await freePort();
+      c.llmOpsPort = await freePort();
+      c.aggOpsPort = await freePort();
+      await Promise.all([c.startLlmHost(), c.startAggregator()]);
+    } catch (e) {
+      await c.stop();
+      throw e;
+    }
+    return c;
+  }
+
+  get llmHostAddress(): string {
+    return `127.0.0.1:${this.llmPort}`;
+  }
+
+  get opsPorts(): { llmHost: number; aggregator: number } {
+    return { llmHost: this.llmOpsPort, aggregator: this.aggOpsPort };
+  }
+
+  private log(name: string): string {
+    return join(this.o.workDir, 'logs', `${name}.log`);
+  }
+
+  async startLlmHost(): Promise<void> {
+    this.llmHost = ServiceProcess.start({
+      name: 'llm-host',
+      entry: SERVICE_ENTRIES.llmHost,
+      args: [
+        '--model',
+        this.o.modelPath,
+        '--host',
+        '127.0.0.1',
+        '--port',
+        String(this.llmPort),
+        '--ops-port',
+        String(this.llmOpsPort),
+        ...(this.o.llmHostArgs ?? []),
+      ],
+      logFile: this.log('llm-host'),
+    });
+    await this.llmHost.waitReady(this.llmOpsPort);
+  }
+
+  async startAggregator(): Promise<void> {
+    this.aggregator = ServiceProcess.start({
+      name: 'aggregator',
+      entry: SERVICE_ENTRIES.aggregator,
+      args: [
+        '--nats',
+        this.nats.url,
+        '--namespace',
+        this.o.namespace,
+        '--federation',
+        this.o.federation,
+        '--ops-port',
+        String(this.aggOpsPort),
+        '--ack-wait-ms',
+        String(this.o.ackWaitMs ?? 3000),
+      ],
+      logFile: this.log('aggregator'),
+    });
+    await this.aggregator.waitReady(this.aggOpsPort);
+  }
+
+  /** One client's round as a process (it exits when done). */
+  startClientAgent(round: number, client: string, dataDir: string, extraArgs: string[] = []): ServiceProcess {
+    return ServiceProcess.start({
+      name: `client-agent ${client}`,
+      entry: SERVICE_ENTRIES.clientAgent,
+      args: [
+        '--nats',
+        this.nats.url,
+        '--namespace',
+        this.o.namespace,
+        '--federation',
+        this.o.federation,
+        '--round',
+        String(round),
+        '--client',
+        client,
+        '--llm-host',
+        this.llmHostAddress,
+        '--model',
+        this.o.modelPath,
+        '--data',
+        dataDir,
+        ...extraArgs,
+      ],
+      logFile: this.log(`client-agent-r${round}-${client}`),
+    });
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([this.llmHost?.stop(), this.aggregator?.stop()]);
+    await this.nats.stop();
+  }
+}

@@ -1,0 +1,2 @@
+export * from './cluster.js';
+export * from './run-federation.js';

@@ -1,0 +1,67 @@
+import { createHash } from 'node:crypto';
+import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
+import { headers, type MsgHdrs, type NatsConnection } from '@nats-io/nats-core';
+import type { ObjectStore } from '@nats-io/obj';
+import {
+  dedupeId,
+  type FederationRef,
+  UPDATE_REF_HEADER,
+  UPDATE_SHA256_HEADER,
+  updateObject,
+  updateSubject,
+} from './names.js';
+
+/** Room left in a message for headers and protocol framing when deciding whether an update fits inline. */
+const HEADROOM_BYTES = 4096;
+
+const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+export interface PublishedUpdate {
+  ack: PubAck;
+  /** True when the payload went to the Object Store and the message carries a reference. */
+  byReference: boolean;
+}
+
+/**
+ * Publishes an encoded update with its de-duplication id. Updates larger than the server's `max_payload` are stored
+ * in the Object Store first and the message carries the object's name and hash instead.
+ */
+export async function publishUpdate(
+  nc: NatsConnection,
+  js: JetStreamClient,
+  objects: ObjectStore,
+  f: FederationRef,
+  round: number,
+  client: string,
+  bytes: Uint8Array,
+): Promise<PublishedUpdate> {
+  const subject = updateSubject(f, round, client);
+  const msgID = dedupeId(f, round, client);
+  const maxPayload = nc.info?.max_payload ?? 1 << 20;
+  if (bytes.length + HEADROOM_BYTES <= maxPayload)
+    return { ack: await js.publish(subject, bytes, { msgID }), byReference: false };
+  const name = updateObject(f, round, client);
+  await objects.putBlob({ name }, bytes);
+  const h = headers();
+  h.set(UPDATE_REF_HEADER, name);
+  h.set(UPDATE_SHA256_HEADER, sha256(bytes));
+  return { ack: await js.publish(subject, new Uint8Array(), { msgID, headers: h }), byReference: true };
+}
+
+export class PayloadError extends Error {
+  override name = 'PayloadError';
+}
+
+/** The update bytes of a message: inline, or fetched from the Object Store and checked against the header hash. */
+export async function updatePayload(
+  m: { data: Uint8Array; headers?: MsgHdrs },
+  objects: ObjectStore,
+): Promise<{ bytes: Uint8Array; byReference: boolean }> {
+  const name = m.headers?.get(UPDATE_REF_HEADER);
+  if (!name) return { bytes: m.data, byReference: false };
+  const bytes = await objects.getBlob(name);
+  if (!bytes) throw new PayloadError(`referenced update object '${name}' does not exist`);
+  const want = m.headers?.get(UPDATE_SHA256_HEADER);
+  if (sha256(bytes) !== want) throw new PayloadError(`referenced update object '${name}' does not match its sha256`);
+  return { bytes, byReference: true };
+}

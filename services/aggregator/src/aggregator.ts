@@ -1,0 +1,318 @@
+import { UpdateRejected } from '@fednano/core';
+import type { Logger } from '@fednano/service-kit';
+import {
+  adapterObject,
+  aggregatorDurable,
+  ensureStorage,
+  type FederationRef,
+  type FederationStorage,
+  federationRoundsKeys,
+  federationUpdatesFilter,
+  getAdapter,
+  isFinished,
+  PayloadError,
+  parseRoundDocument,
+  parseUpdateSubject,
+  putAdapter,
+  type RoundDocument,
+  type RoundStatus,
+  readRound,
+  UPDATES_STREAM,
+  updatePayload,
+  updateRoundStatus,
+} from '@fednano/wire';
+import {
+  AckPolicy,
+  type ConsumerMessages,
+  DeliverPolicy,
+  type JetStreamManager,
+  type JsMsg,
+  jetstream,
+  jetstreamManager,
+} from '@nats-io/jetstream';
+import type { KvWatchEntry } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/nats-core';
+import type { AggregatorMetrics } from './metrics.js';
+import { RoundCollection, StrategyCache } from './round-collection.js';
+
+export interface AggregatorOptions extends FederationRef {
+  /** How long JetStream waits for an ack before redelivering (covers a crash between receipt and commit). */
+  ackWaitMs: number;
+  maxUpdateBytes: number;
+  metrics: AggregatorMetrics;
+  log: Logger;
+}
+
+const nanos = (ms: number) => ms * 1_000_000;
+
+/**
+ * One federation's aggregator. Updates arrive on a durable JetStream consumer; the round's record in the KV bucket
+ * is the commit log: an update counts once its client is in `status.accepted` (with the stream sequence of its
+ * message), and only then is the message acked. After a crash, the collection is rebuilt by replaying the accepted
+ * sequences from the stream; redelivered messages of counted clients are dropped as duplicates. So a restart at any
+ * point loses nothing and counts nothing twice. All work runs one item at a time through `serial`.
+ */
+export class Aggregator {
+  private storage!: FederationStorage;
+  private jsm!: JetStreamManager;
+  private messages?: ConsumerMessages;
+  private stopWatch?: () => void;
+  private active?: RoundCollection;
+  private deadlineTimer?: NodeJS.Timeout;
+  private readonly strategies = new StrategyCache();
+  private queue: Promise<void> = Promise.resolve();
+  private stopped = false;
+  /** Rounds at or below this index are decided; late watch events about them are ignored. */
+  private decidedUpTo = 0;
+  ready = false;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly o: AggregatorOptions,
+  ) {}
+
+  private get f(): FederationRef {
+    return { namespace: this.o.namespace, federation: this.o.federation };
+  }
+
+  /** Runs `work` after everything queued before it; failures of the store are fatal (crash-only recovery). */
+  private serial(work: () => Promise<void>): Promise<void> {
+    this.queue = this.queue.then(work).catch((e: Error) => {
+      this.o.log.fatal({ err: e }, 'aggregator state could not be recorded; exiting so a restart rebuilds it');
+      process.exit(1);
+    });
+    return this.queue;
+  }
+
+  async start(): Promise<void> {
+    this.storage = await ensureStorage(this.nc);
+    this.jsm = await jetstreamManager(this.nc);
+    const durable = aggregatorDurable(this.f);
+    await this.jsm.consumers.add(UPDATES_STREAM, {
+      durable_name: durable,
+      filter_subject: federationUpdatesFilter(this.f),
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ack_wait: nanos(this.o.ackWaitMs),
+      max_ack_pending: 1000,
+    });
+    // Round records first, so an update for an open round finds its collection.
+    const watch = await this.storage.kv.watch({ key: federationRoundsKeys(this.f) });
+    this.stopWatch = () => watch.stop();
+    const initial = new Promise<void>((resolve) => {
+      (async () => {
+        for await (const e of watch) {
+          void this.serial(() => this.onRoundEntry(e));
+          if (e.delta === 0) resolve();
+        }
+        resolve();
+      })();
+      // An empty bucket yields no entries at all.
+      setTimeout(resolve, 500).unref();
+    });
+    await initial;
+    await this.queue;
+    const consumer = await jetstream(this.nc).consumers.get(UPDATES_STREAM, durable);
+    this.messages = await consumer.consume({ max_messages: 64 });
+    (async () => {
+      for await (const m of this.messages!) await this.serial(() => this.onMessage(m));
+    })().catch((e: Error) => this.o.log.error({ err: e }, 'consumer stopped'));
+    this.ready = true;
+    this.o.log.info({ durable }, 'aggregator ready');
+  }
+
+  /** Stops taking messages and finishes the one in hand; unacked messages are redelivered to the next instance. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.ready = false;
+    clearTimeout(this.deadlineTimer);
+    this.stopWatch?.();
+    this.messages?.stop();
+    await this.queue;
+  }
+
+  // ---- rounds ---------------------------------------------------------------------------------------------
+
+  private async onRoundEntry(e: KvWatchEntry): Promise<void> {
+    if (this.stopped || e.operation !== 'PUT' || e.value.length === 0) return;
+    const event = parseRoundDocument(e.value, e.key);
+    if (event.spec.round <= this.decidedUpTo) return;
+    if (this.active && this.active.round >= event.spec.round) return;
+    // Watch events can lag behind this process's own writes: act on the record as it is now.
+    const doc = (await readRound(this.storage.kv, this.f, event.spec.round))?.doc;
+    if (!doc) return;
+    if (isFinished(doc.status.state)) {
+      this.decidedUpTo = Math.max(this.decidedUpTo, doc.spec.round);
+      return;
+    }
+    await this.activate(doc);
+  }
+
+  private deactivate(): void {
+    clearTimeout(this.deadlineTimer);
+    this.active = undefined;
+    this.o.metrics.activeRound.set(0);
+  }
+
+  /** Starts collecting a round: base adapter, strategy, and a replay of what the KV record says was counted. */
+  private async activate(doc: RoundDocument): Promise<void> {
+    const spec = doc.spec;
+    const log = this.o.log.child({ round: spec.round });
+    const strategy = this.strategies.get(spec.strategy);
+    const probe = new RoundCollection(spec, strategy, new Map(), this.o.maxUpdateBytes);
+    const base = await getAdapter(this.storage.objects, spec.baseAdapter.object, probe.shapes, spec.baseAdapter.sha256);
+    const c = new RoundCollection(spec, strategy, base, this.o.maxUpdateBytes);
+    for (const a of doc.status.accepted) {
+      const stored = await this.jsm.streams.getMessage(UPDATES_STREAM, { seq: a.seq });
+      if (!stored) throw new Error(`accepted update of ${a.client} (stream seq ${a.seq}) is no longer in the stream`);
+      c.add(a.client, (await updatePayload(stored, this.storage.objects)).bytes);
+    }
+    this.active = c;
+    this.o.metrics.activeRound.set(spec.round);
+    if (doc.status.accepted.length) log.info({ replayed: doc.status.accepted.length }, 'round resumed from its record');
+    else log.info({ participants: spec.participants.length, deadline: spec.deadline }, 'round opened');
+    if (doc.status.state === 'Open')
+      await updateRoundStatus(this.storage.kv, this.f, spec.round, (d) =>
+        d.status.state === 'Open' ? { ...d.status, state: 'Collecting' } : undefined,
+      );
+    const wait = Date.parse(spec.deadline) - Date.now();
+    clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = setTimeout(
+      () => void this.serial(() => this.decide(spec.round, 'deadline')),
+      Math.max(0, wait),
+    );
+    await this.decide(spec.round, 'complete');
+  }
+
+  /**
+   * Ends the round when everyone has answered ('complete') or the deadline passed ('deadline'): aggregated when at
+   * least minClients updates were accepted, failed otherwise.
+   */
+  private async decide(round: number, why: 'complete' | 'deadline'): Promise<void> {
+    const c = this.active;
+    if (!c || c.round !== round) return;
+    const current = (await readRound(this.storage.kv, this.f, round))?.doc;
+    if (!current || isFinished(current.status.state)) {
+      this.decidedUpTo = Math.max(this.decidedUpTo, round);
+      return this.deactivate();
+    }
+    const s = current.status;
+    const answered = new Set([...s.accepted, ...s.rejected].map((u) => u.client));
+    const missing = c.spec.participants.filter((p) => !answered.has(p));
+    if (why === 'complete' && missing.length) return;
+    const log = this.o.log.child({ round });
+    const end = this.o.metrics.finishDuration.startTimer();
+    let status: RoundStatus;
+    if (s.accepted.length >= c.spec.minClients) {
+      const weights = c.finish();
+      const object = adapterObject(this.f, round);
+      const sha256 = await putAdapter(this.storage.objects, object, weights, c.shapes);
+      const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+      status = {
+        ...s,
+        state: 'Aggregated',
+        result: { object, sha256 },
+        metrics: {
+          meanTrainLoss: mean(s.accepted.map((a) => a.loss)),
+          meanUpdateBytes: mean(s.accepted.map((a) => a.bytes)),
+        },
+        message: missing.length ? `deadline passed without updates from ${missing.join(', ')}` : undefined,
+      };
+      log.info({ accepted: s.accepted.length, rejected: s.rejected.length, missing, sha256 }, 'round aggregated');
+    } else {
+      status = {
+        ...s,
+        state: 'Failed',
+        message: `quorum not met: ${s.accepted.length} accepted updates, minClients is ${c.spec.minClients}${missing.length ? `; no update from ${missing.join(', ')}` : ''}`,
+      };
+      log.warn({ accepted: s.accepted.length, minClients: c.spec.minClients, missing }, 'round failed');
+    }
+    await updateRoundStatus(this.storage.kv, this.f, round, (d) => (isFinished(d.status.state) ? undefined : status));
+    this.o.metrics.rounds.inc({ outcome: status.state });
+    end();
+    this.decidedUpTo = Math.max(this.decidedUpTo, round);
+    this.deactivate();
+  }
+
+  // ---- updates --------------------------------------------------------------------------------------------
+
+  private async onMessage(m: JsMsg): Promise<void> {
+    if (this.stopped) return; // not acked: redelivered to the next instance
+    this.o.metrics.received.inc();
+    const parsed = parseUpdateSubject(m.subject);
+    if (!parsed) return this.reject(m, undefined, '?', 'subject', `'${m.subject}' is not an update subject`);
+    const { round, client } = parsed;
+    const c = this.active;
+    if (!c || c.round !== round) {
+      const doc = (await readRound(this.storage.kv, this.f, round))?.doc;
+      if (!doc) return this.reject(m, undefined, client, 'unknown-round', `round ${round} was never opened`);
+      if (isFinished(doc.status.state))
+        return this.reject(m, undefined, client, 'stale-round', `round ${round} is already ${doc.status.state}`);
+      m.nak(500); // the round's record arrived after its first update: try again shortly
+      return;
+    }
+    if (c.has(client) || (await this.alreadyAnswered(round, client))) {
+      this.o.metrics.duplicates.inc();
+      this.o.log.info({ round, client, seq: m.seq }, 'duplicate update dropped');
+      await updateRoundStatus(this.storage.kv, this.f, round, (d) => ({
+        ...d.status,
+        duplicates: d.status.duplicates + 1,
+      }));
+      m.ack();
+      return;
+    }
+    if (!c.spec.participants.includes(client))
+      return this.reject(m, round, client, 'not-participant', `${client} is not a participant of round ${round}`);
+    let payload: { bytes: Uint8Array; byReference: boolean };
+    try {
+      payload = await updatePayload(m, this.storage.objects);
+    } catch (e) {
+      if (e instanceof PayloadError) return this.reject(m, round, client, 'payload', e.message);
+      throw e;
+    }
+    let added: { samples: number; loss: number };
+    try {
+      added = c.add(client, payload.bytes);
+    } catch (e) {
+      if (e instanceof UpdateRejected) return this.reject(m, round, client, e.reason, e.message);
+      throw e;
+    }
+    if (payload.byReference) this.o.metrics.byReference.inc();
+    await updateRoundStatus(this.storage.kv, this.f, round, (d) => ({
+      ...d.status,
+      accepted: [...d.status.accepted, { client, seq: m.seq, bytes: payload.bytes.length, ...added }],
+    }));
+    m.ack();
+    this.o.metrics.accepted.inc();
+    this.o.metrics.updateBytes.observe(payload.bytes.length);
+    this.o.log.info(
+      { round, client, seq: m.seq, bytes: payload.bytes.length, samples: added.samples },
+      'update accepted',
+    );
+    await this.decide(round, 'complete');
+  }
+
+  private async alreadyAnswered(round: number, client: string): Promise<boolean> {
+    const s = (await readRound(this.storage.kv, this.f, round))?.doc.status;
+    return !!s && [...s.accepted, ...s.rejected].some((u) => u.client === client);
+  }
+
+  /** Records a refused update (metrics, log, and the round's record when there is one) and drops the message. */
+  private async reject(
+    m: JsMsg,
+    round: number | undefined,
+    client: string,
+    reason: string,
+    message: string,
+  ): Promise<void> {
+    this.o.metrics.rejected.inc({ reason });
+    this.o.log.warn({ round, client, reason, seq: m.seq }, message);
+    if (round !== undefined)
+      await updateRoundStatus(this.storage.kv, this.f, round, (d) => ({
+        ...d.status,
+        rejected: [...d.status.rejected, { client, seq: m.seq, reason, message }],
+      }));
+    m.term();
+    if (round !== undefined) await this.decide(round, 'complete');
+  }
+}

@@ -1,0 +1,75 @@
+import { DEFAULT_MAX_UPDATE_BYTES } from '@fednano/core';
+import { createLogger, type FlagSpecs, flagHelp, onShutdown, parseFlags, startOpsServer } from '@fednano/service-kit';
+import { checkName, connectNats } from '@fednano/wire';
+import { Aggregator } from './aggregator.js';
+import { aggregatorMetrics } from './metrics.js';
+
+export const AGGREGATOR_FLAGS = {
+  nats: { type: 'string', description: 'NATS server URL(s), comma-separated', default: 'nats://127.0.0.1:4222' },
+  'nats-creds': { type: 'string', description: 'NATS credentials file (user JWT + NKey seed)' },
+  namespace: { type: 'string', description: 'Kubernetes namespace of the federation', default: 'default' },
+  federation: { type: 'string', description: 'Federation name', required: true },
+  'ops-port': { type: 'number', description: 'HTTP port for /metrics, /healthz, /readyz', default: 9090 },
+  'ack-wait-ms': {
+    type: 'number',
+    description: 'JetStream redelivery delay for unacknowledged updates (crash recovery)',
+    default: 10_000,
+  },
+  'max-update-bytes': { type: 'number', description: 'Largest update accepted', default: DEFAULT_MAX_UPDATE_BYTES },
+} as const satisfies FlagSpecs;
+
+export async function main(argv: string[]): Promise<void> {
+  if (argv.includes('--help')) {
+    process.stdout.write(
+      flagHelp(
+        'fednano-aggregator',
+        "Aggregates one federation's adapter updates from NATS JetStream.",
+        AGGREGATOR_FLAGS,
+      ),
+    );
+    return;
+  }
+  let flags: ReturnType<typeof parseFlags<typeof AGGREGATOR_FLAGS>>;
+  try {
+    flags = parseFlags(AGGREGATOR_FLAGS, argv);
+    checkName('namespace', flags.namespace);
+    checkName('federation', flags.federation);
+  } catch (e) {
+    process.stderr.write(`fednano-aggregator: ${(e as Error).message}\n`);
+    process.exit(2);
+  }
+  const log = createLogger('aggregator', { namespace: flags.namespace, federation: flags.federation });
+  const metrics = aggregatorMetrics();
+  let aggregator: Aggregator | undefined;
+  const ops = await startOpsServer({
+    port: flags['ops-port'],
+    registry: metrics.registry,
+    ready: () => aggregator?.ready ?? false,
+  });
+  try {
+    const nc = await connectNats({
+      servers: flags.nats,
+      name: `aggregator-${flags.namespace}-${flags.federation}`,
+      credsFile: flags['nats-creds'],
+      reconnectForever: true,
+    });
+    aggregator = new Aggregator(nc, {
+      namespace: flags.namespace,
+      federation: flags.federation,
+      ackWaitMs: flags['ack-wait-ms'],
+      maxUpdateBytes: flags['max-update-bytes'],
+      metrics,
+      log,
+    });
+    onShutdown(log, async () => {
+      await aggregator?.stop();
+      await nc.drain();
+      await ops.close();
+    });
+    await aggregator.start();
+    log.info({ opsPort: ops.port }, 'listening');
+  } catch (e) {
+    log.fatal({ err: e }, 'aggregator failed to start');
+    process.exit(1);
+  }
+}

@@ -1,0 +1,90 @@
+import { createLogger, type FlagSpecs, flagHelp, parseFlags } from '@fednano/service-kit';
+import { checkName, connectNats, GrpcLlmHost } from '@fednano/wire';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { runClientRound } from './agent.js';
+
+export const CLIENT_AGENT_FLAGS = {
+  nats: { type: 'string', description: 'NATS server URL(s), comma-separated', default: 'nats://127.0.0.1:4222' },
+  'nats-creds': { type: 'string', description: 'NATS credentials file (user JWT + NKey seed)' },
+  namespace: { type: 'string', description: 'Kubernetes namespace of the federation', default: 'default' },
+  federation: { type: 'string', description: 'Federation name', required: true },
+  round: { type: 'number', description: 'Round index (1, 2, ...)', required: true },
+  client: { type: 'string', description: "This client's id (as in the roster)", required: true },
+  'llm-host': { type: 'string', description: 'llm-host gRPC address host:port', default: '127.0.0.1:50051' },
+  'tls-ca': { type: 'string', description: 'PEM CA that signed the llm-host certificate (enables TLS)' },
+  'tls-cert': { type: 'string', description: 'PEM client certificate for mutual TLS' },
+  'tls-key': { type: 'string', description: 'PEM key of the client certificate' },
+  model: {
+    type: 'string',
+    description: 'Model folder holding the NanoEdge (encoder, connector, embeddings)',
+    required: true,
+  },
+  data: { type: 'string', description: "Folder with this client's data shard (shard.json)", required: true },
+  'wait-ms': { type: 'number', description: 'How long to wait for the round to be opened', default: 120_000 },
+  'retry-budget-ms': {
+    type: 'number',
+    description: 'How long one llm-host call may keep retrying while the host is unavailable',
+    default: 180_000,
+  },
+} as const satisfies FlagSpecs;
+
+/** Exit codes: 0 done (or nothing to do), 1 failed (message on stderr and in the log), 2 bad flags. */
+export async function main(argv: string[]): Promise<number> {
+  if (argv.includes('--help')) {
+    process.stdout.write(
+      flagHelp('fednano-client-agent', "Trains one client's round and publishes its update.", CLIENT_AGENT_FLAGS),
+    );
+    return 0;
+  }
+  let flags: ReturnType<typeof parseFlags<typeof CLIENT_AGENT_FLAGS>>;
+  try {
+    flags = parseFlags(CLIENT_AGENT_FLAGS, argv);
+    checkName('namespace', flags.namespace);
+    checkName('federation', flags.federation);
+    checkName('client', flags.client);
+    if (!Number.isInteger(flags.round) || flags.round < 1)
+      throw new Error(`--round must be 1 or more, got ${flags.round}`);
+  } catch (e) {
+    process.stderr.write(`fednano-client-agent: ${(e as Error).message}\n`);
+    return 2;
+  }
+  const log = createLogger('client-agent', {
+    namespace: flags.namespace,
+    federation: flags.federation,
+    round: flags.round,
+    client: flags.client,
+  });
+  const host = new GrpcLlmHost(flags['llm-host'], {
+    clientId: flags.client,
+    tls: { ca: flags['tls-ca'], cert: flags['tls-cert'], key: flags['tls-key'] },
+    retry: { budgetMs: flags['retry-budget-ms'] },
+    onRetry: (r) => log.warn(r, 'llm-host call failed; retrying'),
+  });
+  let nc: NatsConnection | undefined;
+  try {
+    nc = await connectNats({
+      servers: flags.nats,
+      name: `client-agent-${flags.client}`,
+      credsFile: flags['nats-creds'],
+    });
+    const outcome = await runClientRound(nc, host, {
+      namespace: flags.namespace,
+      federation: flags.federation,
+      round: flags.round,
+      client: flags.client,
+      modelPath: flags.model,
+      dataPath: flags.data,
+      waitMs: flags['wait-ms'],
+      log,
+    });
+    log.info(outcome, outcome.kind === 'published' ? 'update published' : `nothing to do: ${outcome.kind}`);
+    return 0;
+  } catch (e) {
+    log.error({ err: e }, 'round failed');
+    process.stderr.write(`fednano-client-agent: ${(e as Error).message}\n`);
+    return 1;
+  } finally {
+    await host.close();
+    await nc?.drain().catch(() => {});
+  }
+}

@@ -1,0 +1,117 @@
+import { loadModelFolder } from '@fednano/model';
+import { createLogger, type FlagSpecs, flagHelp, onShutdown, parseFlags, startOpsServer } from '@fednano/service-kit';
+import { DEFAULT_MAX_MESSAGE_BYTES, grpc, serverCredentials } from '@fednano/wire';
+import { BatchingLlm } from './llm-batching.js';
+import { llmHostMetrics } from './metrics.js';
+import { createLlmHostServer } from './server.js';
+
+export const LLM_HOST_FLAGS = {
+  model: { type: 'string', description: 'Model folder (llm.onnx, llm_vjp.onnx, manifest.json)', required: true },
+  host: { type: 'string', description: 'Address the gRPC server binds', default: '0.0.0.0' },
+  port: { type: 'number', description: 'gRPC port (0 = any free port)', default: 50051 },
+  'ops-port': { type: 'number', description: 'HTTP port for /metrics, /healthz, /readyz', default: 9090 },
+  'max-batch': { type: 'number', description: 'Most samples in one ONNX Runtime run', default: 32 },
+  'max-delay-ms': { type: 'number', description: 'How long a request waits for others to share its batch', default: 2 },
+  sessions: { type: 'number', description: 'Session pairs (forward + VJP) in worker threads', default: 1 },
+  threads: { type: 'number', description: 'ONNX Runtime intra-op threads per session', default: 2 },
+  'execution-provider': { type: 'string', description: 'cpu or cuda', default: 'cpu' },
+  'max-message-bytes': {
+    type: 'number',
+    description: 'Largest gRPC message received or sent',
+    default: DEFAULT_MAX_MESSAGE_BYTES,
+  },
+  'tls-cert': { type: 'string', description: 'PEM server certificate (enables TLS)' },
+  'tls-key': { type: 'string', description: 'PEM key of the server certificate' },
+  'tls-client-ca': { type: 'string', description: 'PEM CA for client certificates (enables mutual TLS)' },
+} as const satisfies FlagSpecs;
+
+export async function main(argv: string[]): Promise<void> {
+  if (argv.includes('--help')) {
+    process.stdout.write(
+      flagHelp('fednano-llm-host', 'Serves the frozen LLM over gRPC: ForwardBackward, Score, Info.', LLM_HOST_FLAGS),
+    );
+    return;
+  }
+  let flags: ReturnType<typeof parseFlags<typeof LLM_HOST_FLAGS>>;
+  try {
+    flags = parseFlags(LLM_HOST_FLAGS, argv);
+    if (!['cpu', 'cuda'].includes(flags['execution-provider']))
+      throw new Error(`--execution-provider must be cpu or cuda, got '${flags['execution-provider']}'`);
+  } catch (e) {
+    process.stderr.write(`fednano-llm-host: ${(e as Error).message}\n`);
+    process.exit(2);
+  }
+  const log = createLogger('llm-host');
+  let queueDepth = () => 0;
+  const metrics = llmHostMetrics(() => queueDepth());
+  let llm: BatchingLlm | undefined;
+  let ready = false;
+  const ops = await startOpsServer({ port: flags['ops-port'], registry: metrics.registry, ready: () => ready });
+  try {
+    const folder = await loadModelFolder(flags.model);
+    const cfg = folder.manifest.config;
+    const info = {
+      modelId: folder.manifest.parts.llm.sha256.slice(0, 12),
+      dModel: cfg.dModel,
+      contextLength: cfg.contextLength,
+      vocabSize: cfg.vocabSize,
+    };
+    llm = await BatchingLlm.create(
+      info,
+      { llm: folder.files.llm, llmVjp: folder.files.llm_vjp },
+      {
+        sessions: flags.sessions,
+        intraOpThreads: flags.threads,
+        executionProvider: flags['execution-provider'] as 'cpu' | 'cuda',
+        maxBatch: flags['max-batch'],
+        maxDelayMs: flags['max-delay-ms'],
+        onBatch: (kind, s) => {
+          metrics.batchSize.observe({ kind }, s.samples);
+          metrics.batchDuration.observe({ kind }, s.seconds);
+          if (s.ok) metrics.samples.inc({ kind }, s.samples);
+          metrics.paddedSamples.inc({ kind }, s.paddedSize - s.samples);
+        },
+      },
+    );
+    const batching = llm;
+    queueDepth = () => batching.queueDepth.forwardBackward + batching.queueDepth.score;
+    const server = createLlmHostServer({
+      host: llm,
+      info,
+      maxBatch: flags['max-batch'],
+      maxMessageBytes: flags['max-message-bytes'],
+      metrics,
+      log,
+    });
+    const credentials = serverCredentials({
+      cert: flags['tls-cert'],
+      key: flags['tls-key'],
+      ca: flags['tls-client-ca'],
+    });
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(`${flags.host}:${flags.port}`, credentials, (e, p) => (e ? reject(e) : resolve(p))),
+    );
+    ready = true;
+    log.info(
+      {
+        port,
+        opsPort: ops.port,
+        modelId: info.modelId,
+        tls: flags['tls-cert'] ? (flags['tls-client-ca'] ? 'mutual' : 'server') : 'off',
+        executionProvider: flags['execution-provider'],
+      },
+      'llm-host serving',
+    );
+    onShutdown(log, async () => {
+      ready = false;
+      // tryShutdown stops accepting calls and waits for the running ones; the batcher then drains its queue.
+      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      await batching.close();
+      await ops.close();
+    });
+  } catch (e) {
+    log.fatal({ err: e }, 'llm-host failed to start');
+    await llm?.close();
+    process.exit(1);
+  }
+}
