@@ -16,8 +16,16 @@ export class NatsServerNotFound extends Error {
   }
 }
 
-export function findNatsServer(): string {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/local/sbin'];
+/** The nats-server binary: FEDNANO_NATS_SERVER, else PATH, else the sbin folders Debian installs it into. */
+export function findNatsServer(
+  env: NodeJS.ProcessEnv = process.env,
+  systemDirs: readonly string[] = ['/usr/sbin', '/usr/local/sbin'],
+): string {
+  if (env.FEDNANO_NATS_SERVER) {
+    if (existsSync(env.FEDNANO_NATS_SERVER)) return env.FEDNANO_NATS_SERVER;
+    throw new Error(`FEDNANO_NATS_SERVER is '${env.FEDNANO_NATS_SERVER}', which does not exist`);
+  }
+  const dirs = [...(env.PATH ?? '').split(delimiter), ...systemDirs];
   for (const d of dirs) if (d && existsSync(join(d, 'nats-server'))) return join(d, 'nats-server');
   throw new NatsServerNotFound();
 }

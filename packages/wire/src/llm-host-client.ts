@@ -38,13 +38,11 @@ export interface GrpcLlmHostOptions {
   onRetry?: (info: { method: string; attempt: number; delayMs: number; error: string }) => void;
 }
 
-/** Statuses worth retrying: the host is down, restarting, draining or overloaded. Bad requests are not retried. */
-const RETRYABLE = new Set([
-  grpc.status.UNAVAILABLE,
-  grpc.status.DEADLINE_EXCEEDED,
-  grpc.status.RESOURCE_EXHAUSTED,
-  grpc.status.ABORTED,
-]);
+/**
+ * Statuses worth retrying: the host is down, restarting or draining. Bad requests (INVALID_ARGUMENT) and messages over
+ * the size limit (RESOURCE_EXHAUSTED) would fail the same way again.
+ */
+const RETRYABLE = new Set([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED, grpc.status.ABORTED]);
 
 /**
  * The llm-host over gRPC, as a client-agent uses it: the same `LlmHost` interface as the in-process host, so the

@@ -50,7 +50,13 @@ export async function ensureStorage(nc: NatsConnection, o: StorageOptions = {}):
 
 /** Opens the buckets without creating anything (clients have no rights to create them). */
 export async function openStorage(nc: NatsConnection): Promise<FederationStorage> {
-  return { kv: await new Kvm(nc).open(ROUNDS_BUCKET), objects: await new Objm(nc).open(ADAPTERS_BUCKET) };
+  try {
+    return { kv: await new Kvm(nc).open(ROUNDS_BUCKET), objects: await new Objm(nc).open(ADAPTERS_BUCKET) };
+  } catch (e) {
+    throw new Error(
+      `NATS has no ${ROUNDS_BUCKET} KV bucket or ${ADAPTERS_BUCKET} object store (${(e as Error).message}): start the aggregator, which creates them`,
+    );
+  }
 }
 
 // ---- adapters in the Object Store ---------------------------------------------------------------------------

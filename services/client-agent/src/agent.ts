@@ -79,12 +79,12 @@ export async function runClientRound(nc: NatsConnection, host: LlmHost, o: Agent
   const dims: Dims = { imageTokens: imageTokenCount(cfg), contextLength: cfg.contextLength, dModel: cfg.dModel };
   if (cfg.dModel !== spec.dModel)
     throw new AgentError(`the NanoEdge at ${o.modelPath} has d_model ${cfg.dModel}, the round expects ${spec.dModel}`);
+  const shard = await readShard(o.dataPath); // local problems first, before waiting on the llm-host
   const info = await host.info();
   if (info.dModel !== dims.dModel || info.contextLength !== dims.contextLength)
     throw new AgentError(
       `llm-host serves d_model ${info.dModel} / context ${info.contextLength}, the NanoEdge has ${dims.dModel} / ${dims.contextLength}`,
     );
-  const shard = await readShard(o.dataPath);
   const model = await openModel(folder);
   let examples: Awaited<ReturnType<typeof prepareExamples>>;
   try {

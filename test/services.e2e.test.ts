@@ -1,0 +1,194 @@
+import assert from 'node:assert/strict';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { before, test } from 'node:test';
+import { type ClientProgress, type LocalCluster, type RunHooks, runFederation } from '@fednano/local-cluster';
+import { httpText, type ServiceProcess } from '@fednano/service-kit';
+import { loadConfig, type SimulationConfig, type SimulationResult, simulate } from '@fednano/simulation';
+import type { RoundDocument } from '@fednano/wire';
+
+/**
+ * End to end over real processes: nats-server (JetStream), the llm-host (gRPC, ONNX Runtime), the aggregator and one
+ * client-agent process per client. Faults are injected from the run's hooks, and every faulty round's result is
+ * compared with the fault-free round's adapter hash: equal hashes mean nothing was lost and nothing counted twice.
+ */
+const CONFIG = 'test/fixtures/e2e-small.yaml';
+/** run and simulate share data, selection and seeds; batching on the llm-host may change float rounding only. */
+const ACCURACY_TOLERANCE = 0.02;
+
+async function config(rounds: number): Promise<SimulationConfig> {
+  const c = await loadConfig(CONFIG);
+  c.spec.rounds = rounds;
+  return c;
+}
+
+interface Observed {
+  result: SimulationResult;
+  docs: RoundDocument[];
+  log: string[];
+}
+
+async function run(
+  c: SimulationConfig,
+  hooks: RunHooks = {},
+  extra: Parameters<typeof runFederation>[1] extends infer O ? Partial<O> : never = {},
+): Promise<Observed> {
+  const docs: RoundDocument[] = [];
+  const log: string[] = [];
+  const result = await runFederation(
+    c,
+    { workDir: await mkdtemp(join(tmpdir(), 'fednano-e2e-')), roundDeadlineSeconds: 120, ...extra },
+    {
+      ...hooks,
+      log: (m) => log.push(m),
+      onRoundDocument: (d) => {
+        docs.push(d);
+        hooks.onRoundDocument?.(d);
+      },
+    },
+  );
+  return { result, docs, log };
+}
+
+/** Calls `fault` once, on the first progress report that matches. */
+function onFirst(
+  match: (p: ClientProgress) => boolean,
+  fault: (ctx: { cluster: LocalCluster; agents: Map<string, ServiceProcess>; p: ClientProgress }) => void,
+): RunHooks {
+  let ctx: { cluster: LocalCluster; agents: Map<string, ServiceProcess> } | undefined;
+  let fired = false;
+  return {
+    onRoundStarted: (_r, c) => {
+      ctx = c;
+    },
+    onProgress: (p) => {
+      if (!fired && ctx && match(p)) {
+        fired = true;
+        fault({ ...ctx, p });
+      }
+    },
+  };
+}
+
+let clean: Observed;
+
+before(async () => {
+  // The fault-free reference, with a small max_payload so that updates with Fisher travel by Object Store reference.
+  let metrics = '';
+  let cluster: LocalCluster | undefined;
+  clean = await run(
+    await config(1),
+    {
+      onRoundStarted: (_r, c) => {
+        cluster = c.cluster;
+      },
+      onRoundDocument: () => {
+        void httpText(`http://127.0.0.1:${cluster!.opsPorts.aggregator}/metrics`).then((t) => {
+          metrics = t;
+        });
+      },
+    },
+    { cluster: { nats: { maxPayload: 24 * 1024 } } },
+  );
+  await new Promise((r) => setTimeout(r, 100));
+  assert.match(
+    metrics,
+    /fednano_aggregator_updates_by_reference_total 3/,
+    'updates larger than max_payload go by reference',
+  );
+});
+
+test('one round over real NATS and gRPC: three updates accepted, accuracy equals simulate', async () => {
+  const doc = clean.docs[0]!;
+  assert.equal(doc.status.state, 'Aggregated');
+  assert.equal(doc.status.accepted.length, 3);
+  assert.equal(new Set(doc.status.accepted.map((a) => a.client)).size, 3);
+  assert.equal(doc.status.duplicates, 0);
+  const sim = await simulate(await config(1));
+  assert.ok(Math.abs(clean.result.final.accuracy - sim.final.accuracy) <= ACCURACY_TOLERANCE);
+  assert.ok(Math.abs(clean.result.rounds[1]!.trainLoss - sim.rounds[1]!.trainLoss) < 1e-3);
+});
+
+test('three rounds: accuracy after every round matches simulate with the same seed', async () => {
+  const [ran, sim] = [await run(await config(3)), await simulate(await config(3))];
+  assert.equal(ran.result.rounds.length, 4);
+  for (const [i, r] of ran.result.rounds.entries()) {
+    const s = sim.rounds[i]!;
+    assert.ok(
+      Math.abs(r.accuracy - s.accuracy) <= ACCURACY_TOLERANCE,
+      `round ${i}: run ${r.accuracy} vs simulate ${s.accuracy}`,
+    );
+  }
+  assert.equal(ran.docs[0]!.status.result!.sha256, clean.docs[0]!.status.result!.sha256);
+  assert.ok(ran.result.final.accuracy > ran.result.rounds[0]!.accuracy, 'training improves on zero-shot');
+});
+
+test('kill -9 of the aggregator mid-round, then a restart: the round completes with the same result', async () => {
+  const restarted: Promise<void>[] = [];
+  const o = await run(
+    await config(1),
+    onFirst(
+      (p) => p.phase === 'published',
+      ({ cluster }) => {
+        cluster.aggregator.signal('SIGKILL');
+        restarted.push(cluster.aggregator.exited.then(() => cluster.startAggregator()));
+      },
+    ),
+  );
+  await Promise.all(restarted);
+  assert.equal(restarted.length, 1, 'the fault was injected');
+  const doc = o.docs[0]!;
+  assert.equal(doc.status.state, 'Aggregated');
+  assert.deepEqual(
+    doc.status.accepted.map((a) => a.client).sort(),
+    clean.docs[0]!.status.accepted.map((a) => a.client).sort(),
+  );
+  assert.equal(doc.status.result!.sha256, clean.docs[0]!.status.result!.sha256);
+});
+
+test('kill -9 of the llm-host during training, then a restart: client-agents retry and finish', async () => {
+  const restarted: Promise<void>[] = [];
+  const o = await run(
+    await config(1),
+    onFirst(
+      (p) => p.phase === 'training' && (p.step ?? 0) >= 3,
+      ({ cluster }) => {
+        cluster.llmHost.signal('SIGKILL');
+        restarted.push(
+          cluster.llmHost.exited.then(() => new Promise((r) => setTimeout(r, 500))).then(() => cluster.startLlmHost()),
+        );
+      },
+    ),
+  );
+  await Promise.all(restarted);
+  assert.equal(restarted.length, 1, 'the fault was injected');
+  assert.equal(o.docs[0]!.status.state, 'Aggregated');
+  assert.equal(o.docs[0]!.status.accepted.length, 3);
+  assert.equal(o.docs[0]!.status.result!.sha256, clean.docs[0]!.status.result!.sha256);
+});
+
+test('a client-agent that dies: at the deadline the quorum (2 of 3) decides, and the missing client is named', async () => {
+  let victim = '';
+  const o = await run(
+    await config(1),
+    onFirst(
+      (p) => p.phase === 'training' && (p.step ?? 0) >= 2,
+      ({ agents, p }) => {
+        victim = p.client;
+        agents.get(p.client)!.signal('SIGKILL');
+      },
+    ),
+    { roundDeadlineSeconds: 20, minClients: 2 },
+  );
+  assert.ok(victim);
+  const doc = o.docs[0]!;
+  assert.equal(doc.status.state, 'Aggregated');
+  assert.equal(doc.status.accepted.length, 2);
+  assert.ok(!doc.status.accepted.some((a) => a.client === victim));
+  assert.match(doc.status.message ?? '', new RegExp(`without updates from ${victim}`));
+  assert.ok(
+    o.log.some((l) => l.includes(`client-agent ${victim} exited (SIGKILL)`)),
+    'the death is reported',
+  );
+});
