@@ -30,6 +30,26 @@ describe('fednano CLI', () => {
     assert.match(badOption.stderr, /Unknown option '--rank'; see 'fednano footprint --help'/);
   });
 
+  test('run: a config without a federated method, or no config, is one clear line', async () => {
+    const { mkdtemp, readFile, writeFile } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = await mkdtemp(join(tmpdir(), 'fednano-cli-'));
+    const config = join(dir, 'central.yaml');
+    await writeFile(
+      config,
+      (await readFile(join(ROOT, 'test/fixtures/e2e-small.yaml'), 'utf8')).replace(
+        'method: federated',
+        'method: centralized',
+      ),
+    );
+    const r = fednano('run', config);
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr.trim().split('\n').length, 1);
+    assert.match(r.stderr, /fednano run runs federated training only .*use fednano simulate for baselines/);
+    assert.equal(fednano('run').code, 2);
+  });
+
   test('a missing model folder is one clear line without a stack; --debug adds the stack', () => {
     const r = fednano('eval', '--model', '/nonexistent/model');
     assert.equal(r.code, 1);
