@@ -150,3 +150,44 @@ export async function waitForRound(
   }
   throw new Error(`round ${key}: gave up waiting${o.timeoutMs ? ` after ${o.timeoutMs} ms` : ''}`);
 }
+
+/**
+ * Records round 0: the initial adapter, as an aggregated round without participants. Does nothing if it exists
+ * (a concurrent writer may win; both wrote the same deterministic adapter).
+ */
+export async function writeInitialRound(
+  kv: KV,
+  f: FederationRef,
+  init: { dModel: number; adapter: AdapterConfig & { seed: number }; object: string; sha256: string },
+): Promise<void> {
+  const now = new Date().toISOString();
+  const doc: RoundDocument = {
+    spec: {
+      ...f,
+      round: 0,
+      participants: [],
+      minClients: 0,
+      deadline: now,
+      baseAdapter: { object: init.object, sha256: init.sha256 },
+      adapter: { rank: init.adapter.rank, alpha: init.adapter.alpha },
+      dModel: init.dModel,
+      strategy: { name: 'fedavg' },
+      training: { steps: 0, batchSize: 0, learningRate: 0, optimizer: 'sgd', fisherSamples: 0 },
+      seeds: { initial: init.adapter.seed },
+      updateEncoding: 'float32',
+    },
+    status: {
+      state: 'Aggregated',
+      accepted: [],
+      rejected: [],
+      duplicates: 0,
+      result: { object: init.object, sha256: init.sha256 },
+      updatedAt: now,
+    },
+  };
+  try {
+    await kv.create(roundKey(f, 0), encodeRoundDocument(doc));
+  } catch (e) {
+    if (!/wrong last sequence|exists/i.test((e as Error).message)) throw e;
+  }
+}

@@ -1,4 +1,6 @@
-import { UpdateRejected } from '@fednano/core';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { adapterShapes, initAdapters, UpdateRejected } from '@fednano/core';
 import type { Logger } from '@fednano/service-kit';
 import {
   adapterObject,
@@ -20,6 +22,7 @@ import {
   UPDATES_STREAM,
   updatePayload,
   updateRoundStatus,
+  writeInitialRound,
 } from '@fednano/wire';
 import {
   AckPolicy,
@@ -129,6 +132,24 @@ export class Aggregator {
     this.stopWatch?.();
     this.messages?.stop();
     await this.queue;
+  }
+
+  /**
+   * Round 0 is the initial adapter, recorded as an aggregated round without participants, so that round 1 finds its
+   * base like every later round. Idempotent; the model folder gives d_model.
+   */
+  async ensureInitialAdapter(modelPath: string, adapter: { rank: number; alpha: number; seed: number }): Promise<void> {
+    if (await readRound(this.storage.kv, this.f, 0)) return;
+    const manifest = JSON.parse(await readFile(join(modelPath, 'manifest.json'), 'utf8')) as {
+      config?: { dModel?: number };
+    };
+    const dModel = manifest.config?.dModel;
+    if (!dModel) throw new Error(`${modelPath}/manifest.json has no config.dModel`);
+    const shapes = adapterShapes(dModel, adapter.rank);
+    const object = adapterObject(this.f, 0);
+    const sha256 = await putAdapter(this.storage.objects, object, initAdapters(dModel, adapter, adapter.seed), shapes);
+    await writeInitialRound(this.storage.kv, this.f, { dModel, adapter, object, sha256 });
+    this.o.log.info({ sha256, dModel, rank: adapter.rank }, 'initial adapter written (round 0)');
   }
 
   // ---- rounds ---------------------------------------------------------------------------------------------

@@ -16,6 +16,13 @@ export const AGGREGATOR_FLAGS = {
     default: 10_000,
   },
   'max-update-bytes': { type: 'number', description: 'Largest update accepted', default: DEFAULT_MAX_UPDATE_BYTES },
+  model: {
+    type: 'string',
+    description: 'Model folder; with --adapter-rank/--adapter-alpha, the aggregator writes the initial adapter (round 0)',
+  },
+  'adapter-rank': { type: 'number', description: 'NanoAdapter rank, for the initial adapter' },
+  'adapter-alpha': { type: 'number', description: 'NanoAdapter alpha, for the initial adapter' },
+  seed: { type: 'number', description: 'Seed of the initial adapter', default: 0 },
 } as const satisfies FlagSpecs;
 
 export async function main(argv: string[]): Promise<void> {
@@ -67,6 +74,12 @@ export async function main(argv: string[]): Promise<void> {
       await ops.close();
     });
     await aggregator.start();
+    if (flags.model && flags['adapter-rank'] && flags['adapter-alpha'])
+      await aggregator.ensureInitialAdapter(flags.model, {
+        rank: flags['adapter-rank'],
+        alpha: flags['adapter-alpha'],
+        seed: flags.seed,
+      });
     log.info({ opsPort: ops.port }, 'listening');
   } catch (e) {
     log.fatal({ err: e }, 'aggregator failed to start');

@@ -1,0 +1,257 @@
+import { createHash } from 'node:crypto';
+import type {
+  V1Container,
+  V1Deployment,
+  V1OwnerReference,
+  V1Pod,
+  V1SecurityContext,
+  V1Service,
+} from '@kubernetes/client-node';
+import { API_VERSION, type Federation, type FederationRound, LABELS, MANAGER, type RosterClient } from './types.js';
+
+/**
+ * What the operator wants to exist, as pure functions of the custom resources (no API calls): easy to test, and
+ * the reconcilers only compare and apply.
+ */
+export interface Images {
+  llmHost: string;
+  aggregator: string;
+  clientAgent: string;
+}
+
+export interface OperatorSettings {
+  images: Images;
+  /** NATS URL the services connect to. */
+  natsUrl: string;
+}
+
+export const LLM_HOST_GRPC_PORT = 50051;
+export const OPS_PORT = 9090;
+/** Annotation holding a hash of the desired spec: an object is updated only when it changes. */
+export const SPEC_HASH = 'fednano.io/spec-hash';
+
+export const llmHostName = (f: Federation) => `${f.metadata.name}-llm-host`;
+export const aggregatorName = (f: Federation) => `${f.metadata.name}-aggregator`;
+export const llmHostAddress = (f: Federation) =>
+  `${llmHostName(f)}.${f.metadata.namespace}.svc.cluster.local:${LLM_HOST_GRPC_PORT}`;
+
+export function ownerRef(o: Federation | FederationRound): V1OwnerReference {
+  return {
+    apiVersion: API_VERSION,
+    kind: o.kind,
+    name: o.metadata.name!,
+    uid: o.metadata.uid!,
+    controller: true,
+    blockOwnerDeletion: true,
+  };
+}
+
+export function specHash(spec: unknown): string {
+  return createHash('sha256').update(JSON.stringify(spec)).digest('hex').slice(0, 16);
+}
+
+function labels(f: Federation, component: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    [LABELS.name]: `fednano-${component}`,
+    [LABELS.managedBy]: MANAGER,
+    [LABELS.federation]: f.metadata.name!,
+    ...extra,
+  };
+}
+
+/** Non-root, no privilege escalation, no capabilities, read-only root, RuntimeDefault seccomp. */
+export const RESTRICTED: V1SecurityContext = {
+  runAsNonRoot: true,
+  runAsUser: 65532,
+  allowPrivilegeEscalation: false,
+  readOnlyRootFilesystem: true,
+  capabilities: { drop: ['ALL'] },
+  seccompProfile: { type: 'RuntimeDefault' },
+};
+
+const probes = (): Pick<V1Container, 'readinessProbe' | 'livenessProbe'> => ({
+  readinessProbe: { httpGet: { path: '/readyz', port: OPS_PORT }, periodSeconds: 5 },
+  livenessProbe: { httpGet: { path: '/healthz', port: OPS_PORT }, periodSeconds: 10, failureThreshold: 6 },
+});
+
+function withHash<T extends V1Deployment | V1Service>(o: T): T {
+  o.metadata!.annotations = { ...o.metadata!.annotations, [SPEC_HASH]: specHash(o.spec) };
+  return o;
+}
+
+export function llmHostDeployment(f: Federation, s: OperatorSettings): V1Deployment {
+  const h = f.spec.llmHost ?? {};
+  const gpus = h.gpus ?? 1;
+  const l = labels(f, 'llm-host');
+  return withHash<V1Deployment>({
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: llmHostName(f), namespace: f.metadata.namespace, labels: l, ownerReferences: [ownerRef(f)] },
+    spec: {
+      replicas: h.replicas ?? 1,
+      selector: { matchLabels: { [LABELS.name]: l[LABELS.name]!, [LABELS.federation]: f.metadata.name! } },
+      template: {
+        metadata: { labels: l },
+        spec: {
+          nodeSelector: h.nodeSelector,
+          tolerations: h.tolerations as never,
+          securityContext: { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } },
+          containers: [
+            {
+              name: 'llm-host',
+              image: h.image ?? s.images.llmHost,
+              args: [
+                '--model',
+                f.spec.model.path,
+                '--port',
+                String(LLM_HOST_GRPC_PORT),
+                '--ops-port',
+                String(OPS_PORT),
+                '--execution-provider',
+                gpus > 0 ? 'cuda' : 'cpu',
+              ],
+              ports: [
+                { name: 'grpc', containerPort: LLM_HOST_GRPC_PORT },
+                { name: 'ops', containerPort: OPS_PORT },
+              ],
+              resources: {
+                ...(h.resources as object),
+                limits: {
+                  ...((h.resources as { limits?: Record<string, string> } | undefined)?.limits ?? {}),
+                  ...(gpus > 0 ? { 'nvidia.com/gpu': String(gpus) } : {}),
+                },
+              },
+              securityContext: RESTRICTED,
+              ...probes(),
+            },
+          ],
+        },
+      },
+    },
+  });
+}
+
+export function llmHostService(f: Federation): V1Service {
+  const l = labels(f, 'llm-host');
+  return withHash<V1Service>({
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: llmHostName(f), namespace: f.metadata.namespace, labels: l, ownerReferences: [ownerRef(f)] },
+    spec: {
+      selector: { [LABELS.name]: l[LABELS.name]!, [LABELS.federation]: f.metadata.name! },
+      ports: [
+        { name: 'grpc', port: LLM_HOST_GRPC_PORT, targetPort: LLM_HOST_GRPC_PORT as never },
+        { name: 'ops', port: OPS_PORT, targetPort: OPS_PORT as never },
+      ],
+    },
+  });
+}
+
+export function aggregatorDeployment(f: Federation, s: OperatorSettings): V1Deployment {
+  const a = f.spec.aggregator ?? {};
+  const l = labels(f, 'aggregator');
+  return withHash<V1Deployment>({
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: aggregatorName(f), namespace: f.metadata.namespace, labels: l, ownerReferences: [ownerRef(f)] },
+    spec: {
+      // One writer per federation; Recreate so a new version never overlaps the old one.
+      replicas: 1,
+      strategy: { type: 'Recreate' },
+      selector: { matchLabels: { [LABELS.name]: l[LABELS.name]!, [LABELS.federation]: f.metadata.name! } },
+      template: {
+        metadata: { labels: l },
+        spec: {
+          securityContext: { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } },
+          containers: [
+            {
+              name: 'aggregator',
+              image: a.image ?? s.images.aggregator,
+              args: [
+                '--nats',
+                s.natsUrl,
+                '--namespace',
+                f.metadata.namespace!,
+                '--federation',
+                f.metadata.name!,
+                '--ops-port',
+                String(OPS_PORT),
+                '--model',
+                f.spec.model.path,
+                '--adapter-rank',
+                String(f.spec.adapter.rank),
+                '--adapter-alpha',
+                String(f.spec.adapter.alpha),
+              ],
+              ports: [{ name: 'ops', containerPort: OPS_PORT }],
+              resources: a.resources as never,
+              securityContext: RESTRICTED,
+              ...probes(),
+            },
+          ],
+        },
+      },
+    },
+  });
+}
+
+export const clientPodName = (r: FederationRound, client: string, attempt: number) =>
+  `${r.metadata.name}-${client}-${attempt}`.slice(0, 253);
+
+/** One client's round: a run-to-completion Pod on the client's edge node with its data volume at /data. */
+export function clientAgentPod(
+  f: Federation,
+  r: FederationRound,
+  client: RosterClient,
+  attempt: number,
+  s: OperatorSettings,
+): V1Pod {
+  const l = labels(f, 'client-agent', { [LABELS.round]: r.metadata.name!, [LABELS.client]: client.name });
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: clientPodName(r, client.name, attempt),
+      namespace: r.metadata.namespace,
+      labels: l,
+      annotations: { 'fednano.io/attempt': String(attempt) },
+      ownerReferences: [ownerRef(r)],
+    },
+    spec: {
+      restartPolicy: 'Never',
+      nodeSelector: client.nodeSelector,
+      securityContext: { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } },
+      volumes: [{ name: 'data', ...(client.dataVolume ?? { emptyDir: {} }) } as never, { name: 'tmp', emptyDir: {} }],
+      containers: [
+        {
+          name: 'client-agent',
+          image: client.image ?? s.images.clientAgent,
+          args: [
+            '--nats',
+            s.natsUrl,
+            '--namespace',
+            r.metadata.namespace!,
+            '--federation',
+            f.metadata.name!,
+            '--round',
+            String(r.spec.round),
+            '--client',
+            client.name,
+            '--llm-host',
+            llmHostAddress(f),
+            '--model',
+            f.spec.model.path,
+            '--data',
+            '/data',
+          ],
+          volumeMounts: [
+            { name: 'data', mountPath: '/data', readOnly: true },
+            { name: 'tmp', mountPath: '/tmp' },
+          ],
+          resources: { requests: { cpu: '500m', memory: '512Mi' }, limits: { memory: '2Gi' } },
+          securityContext: RESTRICTED,
+        },
+      ],
+    },
+  };
+}
