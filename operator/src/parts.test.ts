@@ -153,12 +153,8 @@ test('work queue: per-key dedupe, no concurrent processing of a key, backoff on 
   q.forget('x');
   assert.equal(q.retries('x'), 0);
   q.shutDown();
-  assert.equal(
-    (await new WorkQueue()
-      .get()
-      .then(() => 'x')
-      .catch(() => 'y')
-      .finally(() => {})) === undefined,
-    false,
-  );
+  const idle = new WorkQueue();
+  const waiting = idle.get();
+  idle.shutDown();
+  assert.equal(await waiting, undefined, 'shutDown releases waiting workers');
 });
