@@ -31,6 +31,7 @@ export const OPERATOR_FLAGS = {
   'lease-namespace': { type: 'string', description: 'Namespace of the leader election Lease', default: 'default' },
   'ops-port': { type: 'number', description: 'HTTP port for /metrics, /healthz, /readyz', default: 9090 },
   workers: { type: 'number', description: 'Reconcile workers per controller', default: 4 },
+  'log-level': { type: 'string', description: 'pino log level (trace, debug, info, warn, error)', default: 'info' },
 } as const satisfies FlagSpecs;
 
 export async function main(argv: string[]): Promise<void> {
@@ -47,6 +48,7 @@ export async function main(argv: string[]): Promise<void> {
     process.stderr.write(`fednano-operator: ${(e as Error).message}\n`);
     process.exit(2);
   }
+  process.env.FEDNANO_LOG_LEVEL = flags['log-level'];
   const log = createLogger('operator');
   try {
     const kc = new KubeConfig();

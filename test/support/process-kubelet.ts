@@ -251,7 +251,7 @@ export class ProcessKubelet {
     for (const [k, r] of this.running) if (!present.has(k)) this.stopPod(r);
   }
 
-  private resolve(value: string, ports: Map<number, number>, mounts: Map<string, string>): string {
+  private resolve(value: string, mounts: Map<string, string>): string {
     return value
       .replace(/\b([a-z0-9-]+)\.([a-z0-9-]+)\.svc(?:\.cluster\.local)?:(\d+)\b/g, (all, svc, ns, port) => {
         const proxy = this.proxies.get(`${ns}/${svc}:${port}`);
@@ -307,10 +307,10 @@ export class ProcessKubelet {
       // The container's own ports: `--port 50051` listens on the mapped local port.
       const prev = all[i - 1] ?? '';
       if (/^--.*port$/.test(prev) && r.ports.has(Number(a))) return String(r.ports.get(Number(a)));
-      return this.resolve(a, r.ports, mounts);
+      return this.resolve(a, mounts);
     });
     const env: NodeJS.ProcessEnv = { ...process.env, ...this.o.env };
-    for (const e of c.env ?? []) if (e.value !== undefined) env[e.name] = this.resolve(e.value, r.ports, mounts);
+    for (const e of c.env ?? []) if (e.value !== undefined) env[e.name] = this.resolve(e.value, mounts);
     const child = spawn(process.execPath, [entry, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     r.child = child;
     const onData = (b: Buffer) => {

@@ -18,7 +18,8 @@ export const AGGREGATOR_FLAGS = {
   'max-update-bytes': { type: 'number', description: 'Largest update accepted', default: DEFAULT_MAX_UPDATE_BYTES },
   model: {
     type: 'string',
-    description: 'Model folder; with --adapter-rank/--adapter-alpha, the aggregator writes the initial adapter (round 0)',
+    description:
+      'Model folder; with --adapter-rank/--adapter-alpha, the aggregator writes the initial adapter (round 0)',
   },
   'adapter-rank': { type: 'number', description: 'NanoAdapter rank, for the initial adapter' },
   'adapter-alpha': { type: 'number', description: 'NanoAdapter alpha, for the initial adapter' },

@@ -1,6 +1,6 @@
 import { loadModelFolder } from '@fednano/model';
 import { createLogger, type FlagSpecs, flagHelp, onShutdown, parseFlags, startOpsServer } from '@fednano/service-kit';
-import { DEFAULT_MAX_MESSAGE_BYTES, grpc, serverCredentials } from '@fednano/wire';
+import { DEFAULT_MAX_MESSAGE_BYTES, serverCredentials } from '@fednano/wire';
 import { BatchingLlm } from './llm-batching.js';
 import { llmHostMetrics } from './metrics.js';
 import { createLlmHostServer } from './server.js';
