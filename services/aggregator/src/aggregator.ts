@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { adapterShapes, initAdapters, UpdateRejected } from '@fednano/core';
 import type { Logger } from '@fednano/service-kit';
 import {
+  type AcceptedUpdate,
   adapterObject,
   aggregatorDurable,
   ensureStorage,
@@ -16,6 +17,7 @@ import {
   parseRoundDocument,
   parseUpdateSubject,
   putAdapter,
+  type RejectedUpdate,
   type RoundDocument,
   type RoundStatus,
   readRound,
@@ -64,6 +66,14 @@ export class Aggregator {
   private deadlineTimer?: NodeJS.Timeout;
   private readonly strategies = new StrategyCache();
   private queue: Promise<void> = Promise.resolve();
+  private pending?: {
+    round: number;
+    accepted: AcceptedUpdate[];
+    rejected: RejectedUpdate[];
+    duplicates: number;
+    messages: [JsMsg, 'ack' | 'term'][];
+  };
+  private flushQueued = false;
   private stopped = false;
   /** Rounds at or below this index are decided; late watch events about them are ignored. */
   private decidedUpTo = 0;
@@ -118,7 +128,8 @@ export class Aggregator {
     const consumer = await jetstream(this.nc).consumers.get(UPDATES_STREAM, durable);
     this.messages = await consumer.consume({ max_messages: 64 });
     (async () => {
-      for await (const m of this.messages!) await this.serial(() => this.onMessage(m));
+      // Not awaited: messages queue up behind each other, so a flush commits all that arrived meanwhile.
+      for await (const m of this.messages!) void this.serial(() => this.onMessage(m));
     })().catch((e: Error) => this.o.log.error({ err: e }, 'consumer stopped'));
     this.ready = true;
     this.o.log.info({ durable }, 'aggregator ready');
@@ -156,6 +167,9 @@ export class Aggregator {
 
   private async onRoundEntry(e: KvWatchEntry): Promise<void> {
     if (this.stopped || e.operation !== 'PUT' || e.value.length === 0) return;
+    // Most entries are this process's own writes to the active round: skip them without parsing.
+    const n = Number(e.key.slice(e.key.lastIndexOf('.') + 1));
+    if (n <= this.decidedUpTo || (this.active && this.active.round >= n)) return;
     const event = parseRoundDocument(e.value, e.key);
     if (event.spec.round <= this.decidedUpTo) return;
     if (this.active && this.active.round >= event.spec.round) return;
@@ -188,6 +202,7 @@ export class Aggregator {
       if (!stored) throw new Error(`accepted update of ${a.client} (stream seq ${a.seq}) is no longer in the stream`);
       c.add(a.client, (await updatePayload(stored, this.storage.objects)).bytes);
     }
+    for (const x of doc.status.rejected) c.markAnswered(x.client);
     this.active = c;
     this.o.metrics.activeRound.set(spec.round);
     if (doc.status.accepted.length) log.info({ replayed: doc.status.accepted.length }, 'round resumed from its record');
@@ -212,6 +227,7 @@ export class Aggregator {
   private async decide(round: number, why: 'complete' | 'deadline'): Promise<void> {
     const c = this.active;
     if (!c || c.round !== round) return;
+    await this.commit(); // the aggregate may include staged updates: record them before deciding
     const current = (await readRound(this.storage.kv, this.f, round))?.doc;
     if (!current || isFinished(current.status.state)) {
       this.decidedUpTo = Math.max(this.decidedUpTo, round);
@@ -257,83 +273,107 @@ export class Aggregator {
 
   // ---- updates --------------------------------------------------------------------------------------------
 
+  /**
+   * Validates one update against the active round and stages the outcome. Staged outcomes are committed to the
+   * round's record together (group commit: one KV write for every message handled since the last one), and only
+   * then are their messages acknowledged.
+   */
   private async onMessage(m: JsMsg): Promise<void> {
     if (this.stopped) return; // not acked: redelivered to the next instance
     this.o.metrics.received.inc();
     const parsed = parseUpdateSubject(m.subject);
-    if (!parsed) return this.reject(m, undefined, '?', 'subject', `'${m.subject}' is not an update subject`);
+    if (!parsed) return this.drop(m, undefined, '?', 'subject', `'${m.subject}' is not an update subject`);
     const { round, client } = parsed;
     const c = this.active;
     if (!c || c.round !== round) {
       const doc = (await readRound(this.storage.kv, this.f, round))?.doc;
-      if (!doc) return this.reject(m, undefined, client, 'unknown-round', `round ${round} was never opened`);
+      if (!doc) return this.drop(m, round, client, 'unknown-round', `round ${round} was never opened`);
       if (isFinished(doc.status.state))
-        return this.reject(m, undefined, client, 'stale-round', `round ${round} is already ${doc.status.state}`);
+        return this.drop(m, round, client, 'stale-round', `round ${round} is already ${doc.status.state}`);
       m.nak(500); // the round's record arrived after its first update: try again shortly
       return;
     }
-    if (c.has(client) || (await this.alreadyAnswered(round, client))) {
+    if (c.answered(client)) {
       this.o.metrics.duplicates.inc();
       this.o.log.info({ round, client, seq: m.seq }, 'duplicate update dropped');
-      await updateRoundStatus(this.storage.kv, this.f, round, (d) => ({
-        ...d.status,
-        duplicates: d.status.duplicates + 1,
-      }));
-      m.ack();
-      return;
+      return this.stage(round, m, 'ack', { duplicate: true });
     }
     if (!c.spec.participants.includes(client))
-      return this.reject(m, round, client, 'not-participant', `${client} is not a participant of round ${round}`);
+      return this.refuse(c, m, client, 'not-participant', `${client} is not a participant of round ${round}`);
     let payload: { bytes: Uint8Array; byReference: boolean };
     try {
       payload = await updatePayload(m, this.storage.objects);
     } catch (e) {
-      if (e instanceof PayloadError) return this.reject(m, round, client, 'payload', e.message);
+      if (e instanceof PayloadError) return this.refuse(c, m, client, 'payload', e.message);
       throw e;
     }
     let added: { samples: number; loss: number };
     try {
       added = c.add(client, payload.bytes);
     } catch (e) {
-      if (e instanceof UpdateRejected) return this.reject(m, round, client, e.reason, e.message);
+      if (e instanceof UpdateRejected) return this.refuse(c, m, client, e.reason, e.message);
       throw e;
     }
     if (payload.byReference) this.o.metrics.byReference.inc();
-    await updateRoundStatus(this.storage.kv, this.f, round, (d) => ({
-      ...d.status,
-      accepted: [...d.status.accepted, { client, seq: m.seq, bytes: payload.bytes.length, ...added }],
-    }));
-    m.ack();
-    this.o.metrics.accepted.inc();
     this.o.metrics.updateBytes.observe(payload.bytes.length);
     this.o.log.info(
       { round, client, seq: m.seq, bytes: payload.bytes.length, samples: added.samples },
       'update accepted',
     );
-    await this.decide(round, 'complete');
+    this.stage(round, m, 'ack', { accepted: { client, seq: m.seq, bytes: payload.bytes.length, ...added } });
   }
 
-  private async alreadyAnswered(round: number, client: string): Promise<boolean> {
-    const s = (await readRound(this.storage.kv, this.f, round))?.doc.status;
-    return !!s && [...s.accepted, ...s.rejected].some((u) => u.client === client);
+  /** A refused update of the active round: recorded with its reason, so the client counts as answered. */
+  private refuse(c: RoundCollection, m: JsMsg, client: string, reason: string, message: string): void {
+    c.markAnswered(client);
+    this.o.metrics.rejected.inc({ reason });
+    this.o.log.warn({ round: c.round, client, reason, seq: m.seq }, message);
+    this.stage(c.round, m, 'term', { rejected: { client, seq: m.seq, reason, message } });
   }
 
-  /** Records a refused update (metrics, log, and the round's record when there is one) and drops the message. */
-  private async reject(
-    m: JsMsg,
-    round: number | undefined,
-    client: string,
-    reason: string,
-    message: string,
-  ): Promise<void> {
+  /** A message that belongs to no open round: counted and dropped, nothing to record. */
+  private drop(m: JsMsg, round: number | undefined, client: string, reason: string, message: string): void {
     this.o.metrics.rejected.inc({ reason });
     this.o.log.warn({ round, client, reason, seq: m.seq }, message);
-    if (round !== undefined)
-      await updateRoundStatus(this.storage.kv, this.f, round, (d) => ({
-        ...d.status,
-        rejected: [...d.status.rejected, { client, seq: m.seq, reason, message }],
-      }));
     m.term();
+  }
+
+  private stage(
+    round: number,
+    m: JsMsg,
+    how: 'ack' | 'term',
+    change: { accepted?: AcceptedUpdate; rejected?: RejectedUpdate; duplicate?: boolean },
+  ): void {
+    const p = (this.pending ??= { round, accepted: [], rejected: [], duplicates: 0, messages: [] });
+    if (change.accepted) p.accepted.push(change.accepted);
+    if (change.rejected) p.rejected.push(change.rejected);
+    if (change.duplicate) p.duplicates++;
+    p.messages.push([m, how]);
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      void this.serial(() => this.flush());
+    }
+  }
+
+  private async flush(): Promise<void> {
+    this.flushQueued = false;
+    const round = await this.commit();
     if (round !== undefined) await this.decide(round, 'complete');
+  }
+
+  /** Writes the staged outcomes in one compare-and-set write, then acknowledges their messages. */
+  private async commit(): Promise<number | undefined> {
+    const p = this.pending;
+    this.pending = undefined;
+    if (!p) return undefined;
+    await updateRoundStatus(this.storage.kv, this.f, p.round, (d) => ({
+      ...d.status,
+      accepted: [...d.status.accepted, ...p.accepted],
+      rejected: [...d.status.rejected, ...p.rejected],
+      duplicates: d.status.duplicates + p.duplicates,
+    }));
+    for (const [m, how] of p.messages) how === 'ack' ? m.ack() : m.term();
+    this.o.metrics.accepted.inc(p.accepted.length);
+    return p.round;
   }
 }

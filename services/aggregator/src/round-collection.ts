@@ -16,6 +16,7 @@ export class RoundCollection {
   readonly shapes: Record<string, readonly number[]>;
   private readonly aggregator: RoundAggregator;
   private readonly counted = new Set<string>();
+  private readonly refused = new Set<string>();
 
   constructor(
     readonly spec: RoundSpec,
@@ -31,8 +32,13 @@ export class RoundCollection {
     return this.spec.round;
   }
 
-  has(client: string): boolean {
-    return this.counted.has(client);
+  /** Whether the client already has an accepted or a refused update this round (one answer per client). */
+  answered(client: string): boolean {
+    return this.counted.has(client) || this.refused.has(client);
+  }
+
+  markAnswered(client: string): void {
+    this.refused.add(client);
   }
 
   /** Validates an update for this round from `client` (the subject's client token) and adds it. Throws UpdateRejected. */

@@ -11,7 +11,12 @@ export const LLM_HOST_FLAGS = {
   port: { type: 'number', description: 'gRPC port (0 = any free port)', default: 50051 },
   'ops-port': { type: 'number', description: 'HTTP port for /metrics, /healthz, /readyz', default: 9090 },
   'max-batch': { type: 'number', description: 'Most samples in one ONNX Runtime run', default: 32 },
-  'max-delay-ms': { type: 'number', description: 'How long a request waits for others to share its batch', default: 2 },
+  'max-delay-ms': {
+    type: 'number',
+    description:
+      'How long a request waits for others to share its batch (0: run when a session is free; requests arriving meanwhile share the next batch)',
+    default: 0,
+  },
   sessions: { type: 'number', description: 'Session pairs (forward + VJP) in worker threads', default: 1 },
   threads: { type: 'number', description: 'ONNX Runtime intra-op threads per session', default: 2 },
   'execution-provider': { type: 'string', description: 'cpu or cuda', default: 'cpu' },
