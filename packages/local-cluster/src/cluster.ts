@@ -21,6 +21,8 @@ export interface LocalClusterOptions extends FederationRef {
   llmHostArgs?: string[];
   /** Aggregator ack wait (redelivery after a crash), ms. */
   ackWaitMs?: number;
+  /** The initial adapter the aggregator writes as round 0. */
+  initialAdapter?: { rank: number; alpha: number; seed: number };
 }
 
 /**
@@ -102,6 +104,18 @@ export class LocalCluster {
         String(this.aggOpsPort),
         '--ack-wait-ms',
         String(this.o.ackWaitMs ?? 3000),
+        ...(this.o.initialAdapter
+          ? [
+              '--model',
+              this.o.modelPath,
+              '--adapter-rank',
+              String(this.o.initialAdapter.rank),
+              '--adapter-alpha',
+              String(this.o.initialAdapter.alpha),
+              '--seed',
+              String(this.o.initialAdapter.seed),
+            ]
+          : []),
       ],
       logFile: this.log('aggregator'),
     });

@@ -7,7 +7,6 @@ import {
   type Dims,
   type EvaluationResult,
   evaluateAdapters,
-  initAdapters,
   splitTrafficBytes,
 } from '@fednano/core';
 import { writeShard } from '@fednano/data';
@@ -25,7 +24,6 @@ import {
   selectClients,
 } from '@fednano/simulation';
 import {
-  adapterObject,
   connectNats,
   ensureStorage,
   type FederationRef,
@@ -33,7 +31,6 @@ import {
   getAdapter,
   isFinished,
   openRound,
-  putAdapter,
   type RoundDocument,
   type RoundSpec,
   waitForRound,
@@ -113,7 +110,13 @@ export async function runFederation(
     `${plan.clients.length} clients, ${testExamples.length} test questions; starting nats-server, llm-host, aggregator`,
   );
 
-  const cluster = await LocalCluster.start({ ...f, modelPath: s.model.path, workDir: o.workDir, ...o.cluster });
+  const cluster = await LocalCluster.start({
+    ...f,
+    modelPath: s.model.path,
+    workDir: o.workDir,
+    initialAdapter: { ...s.adapter, seed: sim.seed },
+    ...o.cluster,
+  });
   const nc = await connectNats({ servers: cluster.nats.url, name: 'fednano-run' });
   const evaluator = new GrpcLlmHost(cluster.llmHostAddress, { clientId: 'evaluator' });
   const agents = new Map<string, ServiceProcess>();
@@ -124,8 +127,10 @@ export async function runFederation(
         if (!err) hooks.onProgress?.(m.json<ClientProgress>());
       },
     });
-    let global: AdapterWeights = initAdapters(cfg.dModel, s.adapter, sim.seed);
-    let base = { object: adapterObject(f, 0), sha256: await putAdapter(objects, adapterObject(f, 0), global, shapes) };
+    // Round 0, the initial adapter, is written by the aggregator (as under the operator).
+    const roundZero = await waitForRound(kv, f, 0, () => true, { timeoutMs: 60_000 });
+    let base = roundZero.status.result!;
+    let global: AdapterWeights = await getAdapter(objects, base.object, shapes, base.sha256);
     const evaluate = async (): Promise<EvaluationResult> =>
       evaluateAdapters(evaluator, dims, s.adapter, global, testExamples);
     const rounds: RoundRecord[] = [];
