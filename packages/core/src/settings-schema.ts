@@ -12,17 +12,29 @@ export const FEDERATION_CRD_PATH = fileURLToPath(new URL('../../../crds/fednano.
 
 type Schema = Record<string, unknown>;
 
-/** A JSON Schema from an OpenAPI v3 CRD schema: Kubernetes extensions dropped, unknown fields refused. */
+/**
+ * A JSON Schema from an OpenAPI v3 CRD schema: Kubernetes extensions dropped, unknown fields refused, and OpenAPI
+ * 3.0's boolean exclusiveMinimum/exclusiveMaximum (what apiextensions v1 accepts) turned into JSON Schema's numbers.
+ */
 export function strictJsonSchema(s: Schema): Schema {
   const out: Schema = {};
   for (const [k, v] of Object.entries(s)) {
     if (k.startsWith('x-kubernetes-') || k === 'description') continue;
+    if ((k === 'exclusiveMinimum' || k === 'exclusiveMaximum') && typeof v === 'boolean') continue;
     if (k === 'properties')
       out[k] = Object.fromEntries(
         Object.entries(v as Record<string, Schema>).map(([p, ps]) => [p, strictJsonSchema(ps)]),
       );
     else if (k === 'items' && typeof v === 'object') out[k] = strictJsonSchema(v as Schema);
     else out[k] = v;
+  }
+  if (s.exclusiveMinimum === true) {
+    out.exclusiveMinimum = s.minimum;
+    delete out.minimum;
+  }
+  if (s.exclusiveMaximum === true) {
+    out.exclusiveMaximum = s.maximum;
+    delete out.maximum;
   }
   if (s.properties && !s['x-kubernetes-preserve-unknown-fields'] && s.additionalProperties === undefined)
     out.additionalProperties = false;
