@@ -74,15 +74,16 @@ export class ProcessKubelet {
   }
 
   async start(): Promise<void> {
-    for (const n of this.o.nodes)
-      await this.core
-        .createNode({
-          body: {
-            metadata: { name: n.name, labels: { 'kubernetes.io/hostname': n.name, ...n.labels } },
-            status: { conditions: [{ type: 'Ready', status: 'True' }] },
-          },
-        })
-        .catch(() => {});
+    for (const n of this.o.nodes) {
+      const node = await this.core
+        .createNode({ body: { metadata: { name: n.name, labels: { 'kubernetes.io/hostname': n.name, ...n.labels } } } })
+        .catch(() => this.core.readNode({ name: n.name }));
+      // Status goes through its subresource, as a kubelet reports it.
+      await this.core.replaceNodeStatus({
+        name: n.name,
+        body: { ...node, status: { conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady' }] } },
+      });
+    }
     this.pods = makeInformer(this.kc, '/api/v1/pods', () => this.core.listPodForAllNamespaces() as never);
     this.deployments = makeInformer(
       this.kc,
@@ -222,11 +223,12 @@ export class ProcessKubelet {
           });
         continue;
       }
+      // Bind through the pods/binding subresource, as kube-scheduler does (spec.nodeName is immutable).
       await this.core
-        .replaceNamespacedPod({
+        .createNamespacedPodBinding({
           name: p.metadata!.name!,
           namespace: p.metadata!.namespace!,
-          body: { ...p, spec: { ...p.spec!, nodeName: node.name } },
+          body: { metadata: { name: p.metadata!.name! }, target: { kind: 'Node', name: node.name } },
         })
         .catch(() => {});
     }

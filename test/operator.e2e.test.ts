@@ -1,0 +1,284 @@
+import assert from 'node:assert/strict';
+import { execFile, spawnSync } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { writeShard } from '@fednano/data';
+import { SERVICE_ENTRIES } from '@fednano/local-cluster';
+import { loadModelFolder } from '@fednano/model';
+import { freePort, httpText, NatsServer, ServiceProcess } from '@fednano/service-kit';
+import { loadConfig, planFederation } from '@fednano/simulation';
+import { connectNats, ensureStorage, readRound } from '@fednano/wire';
+import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { type KubeApi, startKubeApi } from './support/kube-api/index.js';
+import { ProcessKubelet } from './support/process-kubelet.js';
+
+/**
+ * The operator end to end on an emulated cluster: a Kubernetes API server emulated over real HTTP (driven by the
+ * real kubectl where present, and by the real client-node in the operator), a process kubelet that runs Pods as
+ * local processes of the service entry points, a real nats-server, real gRPC and ONNX Runtime.
+ */
+const execFileAsync = promisify(execFile);
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const OPERATOR = join(ROOT, 'operator/bin/operator.mjs');
+const CRDS = [join(ROOT, 'crds/fednano.io_federations.yaml'), join(ROOT, 'crds/fednano.io_federationrounds.yaml')];
+const CLIENTS = ['client-0', 'client-1', 'client-2'];
+const hasKubectl = spawnSync('kubectl', ['version', '--client'], { stdio: 'ignore' }).status === 0;
+if (!hasKubectl)
+  process.stderr.write('\n*** kubectl is not on PATH: the e2e applies YAML with client-node instead ***\n\n');
+
+let work: string;
+let api: KubeApi;
+let nats: NatsServer;
+let kubelet: ProcessKubelet;
+let operator: ServiceProcess;
+let operatorOps: number;
+let kubeconfig: string;
+let custom: CustomObjectsApi;
+
+function startOperator(): ServiceProcess {
+  const p = ServiceProcess.start({
+    name: 'operator',
+    entry: OPERATOR,
+    args: [
+      '--kubeconfig',
+      kubeconfig,
+      '--nats',
+      nats.url,
+      '--ops-port',
+      String(operatorOps),
+      '--llm-host-image',
+      'fednano/llm-host:dev',
+      '--aggregator-image',
+      'fednano/aggregator:dev',
+      '--client-agent-image',
+      'fednano/client-agent:dev',
+      '--leader-elect',
+      '--lease-namespace',
+      'default',
+    ],
+    logFile: join(work, 'operator.log'),
+  });
+  return p;
+}
+
+/** The real kubectl, asynchronously: the emulated API server runs in this process and must keep serving. */
+async function kubectl(...args: string[]): Promise<string> {
+  const { stdout } = await execFileAsync('kubectl', ['--kubeconfig', kubeconfig, ...args], { encoding: 'utf8' });
+  return stdout;
+}
+
+async function apply(yaml: string) {
+  const file = join(work, `apply-${Date.now()}.yaml`);
+  await writeFile(file, yaml);
+  if (hasKubectl) await kubectl('apply', '-f', file);
+  else {
+    const { KubernetesObjectApi } = await import('@kubernetes/client-node');
+    const { parseAllDocuments } = await import('yaml');
+    const kc = new KubeConfig();
+    kc.loadFromFile(kubeconfig);
+    const o = KubernetesObjectApi.makeApiClient(kc);
+    for (const d of parseAllDocuments(yaml)) await o.create(d.toJSON());
+  }
+}
+
+const round = async (name: string) =>
+  (await custom.getNamespacedCustomObject({
+    group: 'fednano.io',
+    version: 'v1alpha1',
+    namespace: 'default',
+    plural: 'federationrounds',
+    name,
+  })) as {
+    status?: {
+      phase?: string;
+      received?: number;
+      expected?: number;
+      clients?: { name: string; state: string }[];
+      outputAdapter?: { object: string; sha256: string };
+      conditions?: { type: string; status: string }[];
+    };
+  };
+
+async function until<T>(
+  what: string,
+  get: () => Promise<T>,
+  ok: (v: T) => boolean,
+  timeoutMs = Number(process.env.E2E_TIMEOUT_MS ?? 240_000),
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: T | undefined;
+  while (Date.now() < deadline) {
+    try {
+      last = await get();
+      if (ok(last)) return last;
+    } catch {
+      // not there yet
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(
+    `timed out waiting for ${what}; last seen: ${JSON.stringify(last)?.slice(0, 1500)}\n${clusterState()}`,
+  );
+}
+
+/** What the cluster looks like, for failure messages. */
+function clusterState(): string {
+  const brief = (o: { metadata?: { name?: string }; status?: unknown }) =>
+    `${o.metadata?.name}: ${JSON.stringify(o.status)?.slice(0, 400)}`;
+  return [
+    'deployments:',
+    ...api.list<{ metadata?: { name?: string }; status?: unknown }>('deployments.apps', {}).map(brief),
+    'pods:',
+    ...api.list<{ metadata?: { name?: string }; status?: unknown }>('pods', {}).map(brief),
+    'federations:',
+    ...api.list<{ metadata?: { name?: string }; status?: unknown }>('federations.fednano.io', {}).map(brief),
+    'operator log:',
+    operator.output.slice(-3000),
+  ].join('\n');
+}
+
+before(async () => {
+  work = await mkdtemp(join(tmpdir(), 'fednano-operator-e2e-'));
+  api = await startKubeApi({ crds: CRDS });
+  kubeconfig = await api.writeKubeconfig(join(work, 'kubeconfig'));
+  nats = await NatsServer.start();
+  const config = await loadConfig(join(ROOT, 'test/fixtures/e2e-small.yaml'));
+  const folder = await loadModelFolder(join(ROOT, config.spec.model.path));
+  const plan = await planFederation(config, folder.manifest.recipe.seed);
+  for (const c of plan.clients) await writeShard(join(work, 'data', c.id), plan.sets, c.questions);
+  const kc = new KubeConfig();
+  kc.loadFromString(api.kubeconfig());
+  custom = kc.makeApiClient(CustomObjectsApi);
+  kubelet = new ProcessKubelet(kc, {
+    nodes: [
+      { name: 'gpu-0', labels: { 'nvidia.com/gpu.present': 'true' } },
+      ...CLIENTS.map((c) => ({ name: `edge-${c}`, labels: {} })),
+    ],
+    images: {
+      'fednano/llm-host': SERVICE_ENTRIES.llmHost,
+      'fednano/aggregator': SERVICE_ENTRIES.aggregator,
+      'fednano/client-agent': SERVICE_ENTRIES.clientAgent,
+    },
+  });
+  await kubelet.start();
+  operatorOps = await freePort();
+  operator = startOperator();
+  await operator.waitReady(operatorOps);
+  await apply(`
+apiVersion: fednano.io/v1alpha1
+kind: Federation
+metadata: { name: e2e, namespace: default }
+spec:
+  model: { path: models/reference }
+  llmHost:
+    gpus: 0
+    nodeSelector: { nvidia.com/gpu.present: "true" }
+  clients:
+${CLIENTS.map((c) => `    - name: ${c}\n      nodeSelector: { kubernetes.io/hostname: edge-${c} }\n      dataVolume: { hostPath: { path: ${join(work, 'data', c)} } }`).join('\n')}
+  adapter: { rank: 8, alpha: 16 }
+  strategy: { name: fisher }
+  training: { localSteps: 6, batchSize: 8, learningRate: 0.003, optimizer: adamw, fisherSamples: 16 }
+  participation: { clientsPerRound: 3, minClients: 2 }
+`);
+});
+
+after(async () => {
+  await operator?.stop();
+  await kubelet?.stop();
+  await api?.close();
+  await nats?.stop();
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+test('apply Federation + FederationRound: the operator runs the round on the emulated cluster to Succeeded', async () => {
+  await apply(`
+apiVersion: fednano.io/v1alpha1
+kind: FederationRound
+metadata: { name: e2e-round-1, namespace: default }
+spec: { federationRef: { name: e2e }, round: 1, deadlineSeconds: 300 }
+`);
+  const r = await until(
+    'round 1 to succeed',
+    () => round('e2e-round-1'),
+    (x) => x.status?.phase === 'Succeeded',
+  );
+  assert.equal(r.status!.received, 3);
+  assert.deepEqual(
+    r.status!.clients!.map((c) => c.state),
+    ['Counted', 'Counted', 'Counted'],
+  );
+  assert.match(r.status!.outputAdapter!.object, /^default\/e2e\/round-1$/);
+  if (hasKubectl) {
+    const table = await kubectl('get', 'fr');
+    assert.match(table, /NAME\s+FEDERATION\s+ROUND\s+PHASE\s+READY\s+EXPECTED/);
+    assert.match(table, /e2e-round-1\s+e2e\s+1\s+Succeeded\s+3\s+3/);
+    const describe = await kubectl('describe', 'fr', 'e2e-round-1');
+    assert.match(describe, /RoundOpened/);
+    assert.match(describe, /RoundSucceeded/);
+  }
+  const metrics = await httpText(`http://127.0.0.1:${operatorOps}/metrics`);
+  assert.match(
+    metrics,
+    /fednano_operator_reconcile_duration_seconds_count\{controller="federationround",result="success"\} \d+/,
+  );
+});
+
+test('an operator killed mid-round resumes it after a restart; deleting the round cleans up what it owned', async () => {
+  await apply(`
+apiVersion: fednano.io/v1alpha1
+kind: FederationRound
+metadata: { name: e2e-round-2, namespace: default }
+spec: { federationRef: { name: e2e }, round: 2, deadlineSeconds: 300 }
+`);
+  await until(
+    'round 2 pods',
+    async () => kubelet.podNames('default', 'e2e-round-2-'),
+    (names) => names.length === 3,
+  );
+  operator.signal('SIGKILL');
+  await operator.exited;
+  operator = startOperator();
+  await operator.waitReady(operatorOps);
+  const r = await until(
+    'round 2 to succeed',
+    () => round('e2e-round-2'),
+    (x) => x.status?.phase === 'Succeeded',
+  );
+  assert.equal(r.status!.received, 3, 'every update counted once');
+  const nc = await connectNats({ servers: nats.url, name: 'e2e-check' });
+  try {
+    const { kv } = await ensureStorage(nc);
+    const f = { namespace: 'default', federation: 'e2e' };
+    assert.equal((await readRound(kv, f, 2))?.doc.status.accepted.length, 3);
+    await custom.deleteNamespacedCustomObject({
+      group: 'fednano.io',
+      version: 'v1alpha1',
+      namespace: 'default',
+      plural: 'federationrounds',
+      name: 'e2e-round-2',
+    });
+    await until(
+      'round 2 to be gone',
+      () =>
+        round('e2e-round-2').then(
+          () => false,
+          () => true,
+        ),
+      (gone) => gone,
+      30_000,
+    );
+    await until(
+      'its pods to be gone',
+      async () => kubelet.podNames('default', 'e2e-round-2-').length,
+      (n) => n === 0,
+      30_000,
+    );
+    assert.equal(await readRound(kv, f, 2), undefined, 'the finalizer removed the round record from NATS');
+  } finally {
+    await nc.close();
+  }
+});
