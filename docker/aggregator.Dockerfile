@@ -32,6 +32,8 @@ ENV NODE_ENV=production \
     TSX_DISABLE_CACHE=1
 COPY --from=build /app /app
 COPY LICENSE /app/LICENSE
+# The model's manifest gives d_model for the initial adapter the aggregator writes as round 0 (--model).
+COPY models/reference/manifest.json models/reference/manifest.json
 USER 65532:65532
 EXPOSE 9090
 ENTRYPOINT ["node", "services/aggregator/bin/aggregator.mjs"]

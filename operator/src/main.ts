@@ -4,7 +4,10 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { Operator } from './operator.js';
 
 export const OPERATOR_FLAGS = {
-  kubeconfig: { type: 'string', description: 'kubeconfig file (default: in-cluster, then ~/.kube/config)' },
+  kubeconfig: {
+    type: 'string',
+    description: 'kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then the in-cluster service account)',
+  },
   nats: { type: 'string', description: 'NATS server URL(s) with JetStream', default: 'nats://nats:4222' },
   'nats-creds': { type: 'string', description: 'NATS credentials file' },
   'watch-namespace': { type: 'string', description: "Namespace to watch ('' = all)", default: '' },

@@ -120,6 +120,11 @@ export async function reconcileRound(d: RoundControllerDeps, namespace: string, 
 
   // Semantic problems the schema cannot catch become conditions, never crash loops: waits are requeued slowly,
   // permanent problems end the round.
+  // A decided round stays decided, whatever happens to its Federation later.
+  if (status.phase && TERMINAL.includes(status.phase)) {
+    await deleteRunningPods(d, r);
+    return {};
+  }
   if (!f)
     return stop(
       'Pending',
@@ -127,10 +132,6 @@ export async function reconcileRound(d: RoundControllerDeps, namespace: string, 
       `Federation "${r.spec.federationRef.name}" does not exist in ${namespace}`,
       30_000,
     );
-  if (status.phase && TERMINAL.includes(status.phase)) {
-    await deleteRunningPods(d, r);
-    return {};
-  }
   const twin = d.kube
     .rounds(namespace)
     .filter(

@@ -52,20 +52,22 @@ export class NatsRoundStore implements RoundStore {
     }
   }
 
-  private async deleteObjects(prefix: string) {
+  private async deleteObjects(match: (name: string) => boolean) {
     const list = await this.storage.objects.list();
-    for (const o of list) if (o.name.startsWith(prefix)) await this.storage.objects.delete(o.name);
+    for (const o of list) if (match(o.name)) await this.storage.objects.delete(o.name);
   }
 
   async forgetRound(f: FederationRef, round: number) {
     await this.storage.kv.purge(roundKey(f, round));
-    await this.deleteObjects(`${f.namespace}/${f.federation}/round-${round}`);
+    // Exactly this round's adapter and its updates (round-1 must not take round-10 with it).
+    const adapter = `${f.namespace}/${f.federation}/round-${round}`;
+    await this.deleteObjects((name) => name === adapter || name.startsWith(`${adapter}/`));
   }
 
   async forgetFederation(f: FederationRef) {
     const keys = await this.storage.kv.keys(federationRoundsKeys(f));
     for await (const k of keys) await this.storage.kv.purge(k);
-    await this.deleteObjects(`${f.namespace}/${f.federation}/`);
+    await this.deleteObjects((name) => name.startsWith(`${f.namespace}/${f.federation}/`));
     await this.jsm.streams.purge(UPDATES_STREAM, { filter: `fednano.${f.namespace}.${f.federation}.>` });
     await this.jsm.consumers.delete(UPDATES_STREAM, aggregatorDurable(f)).catch(() => false);
   }
