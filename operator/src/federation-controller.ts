@@ -1,6 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { setCondition } from './conditions.js';
+import { getCondition, setCondition } from './conditions.js';
 import type { Recorder } from './events.js';
 import type { Kube } from './kube.js';
 import {
@@ -15,13 +15,42 @@ import {
 } from './resources.js';
 import type { Result } from './round-controller.js';
 import type { RoundStore } from './round-store.js';
-import { API_VERSION, type Federation, type FederationRound, type FederationStatus, FINALIZER } from './types.js';
+import {
+  API_VERSION,
+  type Federation,
+  type FederationRound,
+  type FederationStatus,
+  FINALIZER,
+  LABELS,
+} from './types.js';
 
 export interface FederationControllerDeps {
   kube: Kube;
   store: RoundStore;
   recorder: Recorder;
   settings: OperatorSettings;
+}
+
+/** The first llm-host or aggregator pod whose container has restarted, with the reason its last run ended. */
+function crashReport(d: FederationControllerDeps, f: Federation): { reason: string; message: string } | undefined {
+  for (const [component, reason] of [
+    ['llm-host', 'LlmHostFailing'],
+    ['aggregator', 'AggregatorFailing'],
+  ] as const) {
+    for (const p of d.kube.pods(f.metadata.namespace!, {
+      [LABELS.name]: `fednano-${component}`,
+      [LABELS.federation]: f.metadata.name!,
+    })) {
+      const c = p.status?.containerStatuses?.[0];
+      const last = c?.lastState?.terminated;
+      if (c && c.restartCount > 0 && last)
+        return {
+          reason,
+          message: `${component} pod ${p.metadata?.name} restarted ${c.restartCount} times; last exit ${last.exitCode}: ${last.message ?? last.reason ?? 'no message'}`,
+        };
+    }
+  }
+  return undefined;
 }
 
 export const autopilotRoundName = (f: Federation, round: number) => `${f.metadata.name}-round-${round}`;
@@ -87,13 +116,19 @@ export async function reconcileFederation(
     !initial && 'the initial adapter',
   ].filter(Boolean);
   const ready = waiting.length === 0;
+  // A service that keeps crashing (a wrong model path, a missing GPU) says why in its pods' last termination.
+  const crashing = ready ? undefined : crashReport(d, f);
   status.conditions = setCondition(status.conditions, {
     type: 'Ready',
     status: ready ? 'True' : 'False',
-    reason: ready ? 'ServicesAvailable' : 'WaitingForServices',
-    message: ready ? 'llm-host and aggregator are available' : `waiting for ${waiting.join(', ')}`,
+    reason: ready ? 'ServicesAvailable' : (crashing?.reason ?? 'WaitingForServices'),
+    message: ready
+      ? 'llm-host and aggregator are available'
+      : (crashing?.message ?? `waiting for ${waiting.join(', ')}`),
     observedGeneration: f.metadata.generation,
   });
+  if (crashing && getCondition(f.status?.conditions, 'Ready')?.reason !== crashing.reason)
+    d.recorder.event(f, 'Warning', crashing.reason, crashing.message);
 
   const rounds = d.kube
     .rounds(namespace)

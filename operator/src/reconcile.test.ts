@@ -122,6 +122,42 @@ describe('Federation reconcile', () => {
     assert.equal(f.status?.globalAdapter, 'x/round-2');
   });
 
+  test('an llm-host that keeps crashing (e.g. a wrong model path) is named in the Ready condition', async () => {
+    const { kube, deps, recorder } = world();
+    kube.put(federation());
+    await reconcileFederation(deps, NS, 'vqa');
+    await reconcileFederation(deps, NS, 'vqa');
+    kube.put({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: {
+        name: 'vqa-llm-host-abc',
+        namespace: NS,
+        labels: { [LABELS.name]: 'fednano-llm-host', [LABELS.federation]: 'vqa' },
+      },
+      status: {
+        phase: 'Running',
+        containerStatuses: [
+          {
+            name: 'llm-host',
+            image: 'llm:1',
+            imageID: '',
+            ready: false,
+            restartCount: 3,
+            lastState: {
+              terminated: { exitCode: 1, message: 'cannot read the model manifest at /models/nope/manifest.json' },
+            },
+          },
+        ],
+      },
+    } as V1Pod);
+    await reconcileFederation(deps, NS, 'vqa');
+    const ready = getCondition(kube.federation(NS, 'vqa')!.status?.conditions, 'Ready')!;
+    assert.equal(ready.reason, 'LlmHostFailing');
+    assert.match(ready.message!, /restarted 3 times; last exit 1: cannot read the model manifest/);
+    assert.ok(recorder.events.some((e) => e.reason === 'LlmHostFailing' && e.type === 'Warning'));
+  });
+
   test('deletion runs the finalizer: NATS state removed, then the finalizer', async () => {
     const { kube, store, deps } = world();
     kube.put({

@@ -46,7 +46,14 @@ interface Running {
   restarts: number;
   stopping: boolean;
   lastLines: string[];
+  /** How the previous run of a restarted container ended (reported as lastState.terminated). */
+  lastExit?: { exitCode: number; message: string };
   probe?: NodeJS.Timeout;
+}
+
+/** The line that says why a process ended: its last plain-text line (a one-line error), else its last log line. */
+function lastMessage(lines: string[]): string {
+  return (lines.filter((l) => !l.startsWith('{')).at(-1) ?? lines.at(-1) ?? '').slice(0, 1000);
 }
 
 const key = (o: { metadata?: { namespace?: string; name?: string } }) => `${o.metadata?.namespace}/${o.metadata?.name}`;
@@ -344,11 +351,12 @@ export class ProcessKubelet {
       const always = (r.pod.spec?.restartPolicy ?? 'Always') === 'Always';
       if (always) {
         r.restarts++;
+        r.lastExit = { exitCode: code ?? 137, message: lastMessage(r.lastLines) };
         void this.setReady(r);
         setTimeout(() => !r.stopping && !this.stopped && this.launch(r, entry, c, mounts), 500);
         return;
       }
-      const message = r.lastLines.filter((l) => !l.startsWith('{')).at(-1) ?? r.lastLines.at(-1) ?? '';
+      const message = lastMessage(r.lastLines);
       void this.setStatus(r.pod, {
         phase: code === 0 ? 'Succeeded' : 'Failed',
         conditions: [{ type: 'Ready', status: 'False' }],
@@ -389,6 +397,7 @@ export class ProcessKubelet {
           ready: r.ready,
           restartCount: r.restarts,
           state: { running: {} },
+          ...(r.lastExit ? { lastState: { terminated: { ...r.lastExit, reason: 'Error' } } } : {}),
         },
       ],
     });
