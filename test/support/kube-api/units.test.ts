@@ -202,18 +202,33 @@ describe('CRDs through the API', () => {
     }
   });
 
-  test('the repository CRDs load with warnings about what a real apiserver would reject; strict mode refuses them', async () => {
-    const crd = fileURLToPath(new URL('../../../crds/fednano.io_federationrounds.yaml', import.meta.url));
-    const lenient = await startKubeApi({ crds: [crd] });
-    await lenient.close();
-    for (const w of lenient.crdWarnings) assert.match(w, /exclusiveM(in|ax)imum of type bool/);
-    await assert.rejects(startKubeApi({ crds: [crd], strictCrdSchemas: true }), (e: unknown) => {
-      assert.ok(e instanceof ApiError);
-      assert.match(
-        e.message,
-        /cannot unmarshal number into Go struct field JSONSchemaProps\.spec\.versions\.schema\.openAPIV3Schema/,
-      );
-      return true;
-    });
+  test('a CRD with JSON-Schema-style numeric exclusiveMinimum loads with warnings; strict mode refuses it', async () => {
+    const { mkdtemp, readFile, rm, writeFile } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const repo = fileURLToPath(new URL('../../../crds/fednano.io_federationrounds.yaml', import.meta.url));
+    const dir = await mkdtemp(join(tmpdir(), 'kube-api-crd-'));
+    const crd = join(dir, 'numeric.yaml');
+    // The form this repository's CRDs once had, which a real apiserver rejects.
+    await writeFile(
+      crd,
+      (await readFile(repo, 'utf8')).replaceAll('minimum: 0, exclusiveMinimum: true', 'exclusiveMinimum: 0'),
+    );
+    try {
+      const lenient = await startKubeApi({ crds: [crd] });
+      await lenient.close();
+      assert.ok(lenient.crdWarnings.length > 0);
+      for (const w of lenient.crdWarnings) assert.match(w, /exclusiveM(in|ax)imum of type bool/);
+      await assert.rejects(startKubeApi({ crds: [crd], strictCrdSchemas: true }), (e: unknown) => {
+        assert.ok(e instanceof ApiError);
+        assert.match(
+          e.message,
+          /cannot unmarshal number into Go struct field JSONSchemaProps\.spec\.versions\.schema\.openAPIV3Schema/,
+        );
+        return true;
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
