@@ -20,7 +20,7 @@ export type LlmCall = 'forwardBackward' | 'score';
 export interface BatchingOptions {
   /** Most samples in one batch (default 32). */
   maxBatch?: number;
-  /** How long a request waits for others to share its batch (default 0: run as soon as a session is free). */
+  /** How long a request waits for others to share its batch (default 2 ms; 0 runs as soon as a session is free). */
   maxDelayMs?: number;
   /** Batch sizes to pad up to; the last must equal maxBatch (default: powers of two, then maxBatch). */
   buckets?: readonly number[];
@@ -45,7 +45,7 @@ export class BatchingLlm implements LlmHost {
   ) {
     const common = {
       maxBatch: options.maxBatch ?? 32,
-      maxDelayMs: options.maxDelayMs ?? 0,
+      maxDelayMs: options.maxDelayMs ?? 2,
       buckets: options.buckets,
       // One batch per session of the kind: more would only queue inside the pool, and fewer would leave one idle.
       concurrency: pool.size,

@@ -14,8 +14,8 @@ export const LLM_HOST_FLAGS = {
   'max-delay-ms': {
     type: 'number',
     description:
-      'How long a request waits for others to share its batch (0: run when a session is free; requests arriving meanwhile share the next batch)',
-    default: 0,
+      'How long the oldest queued request waits for others to fill its batch (0: run as soon as a session is free)',
+    default: 2,
   },
   sessions: { type: 'number', description: 'Session pairs (forward + VJP) in worker threads', default: 1 },
   threads: { type: 'number', description: 'ONNX Runtime intra-op threads per session', default: 2 },
