@@ -50,6 +50,8 @@ export interface Kube {
   delete(o: KubernetesObject): Promise<void>;
   /** PUT to the status subresource. */
   replaceStatus(o: Federation | FederationRound): Promise<void>;
+  /** Whether a Secret exists (read through the API: Secrets are not cached, to keep their contents out of memory). */
+  secretExists(namespace: string, name: string): Promise<boolean>;
 }
 
 export interface KubeCaches {
@@ -68,6 +70,7 @@ export class ClusterKube implements Kube {
   readonly caches: KubeCaches;
   private readonly objects: KubernetesObjectApi;
   private readonly custom: CustomObjectsApi;
+  private readonly core: CoreV1Api;
   /** API requests made by writes (reads come from the caches), for metrics and the benchmark. */
   requests = 0;
 
@@ -78,6 +81,7 @@ export class ClusterKube implements Kube {
     private readonly onRequest: (verb: string) => void = () => {},
   ) {
     this.objects = KubernetesObjectApi.makeApiClient(kc);
+    this.core = kc.makeApiClient(CoreV1Api);
     this.custom = kc.makeApiClient(CustomObjectsApi);
     const core = kc.makeApiClient(CoreV1Api);
     const apps = kc.makeApiClient(AppsV1Api);
@@ -162,6 +166,17 @@ export class ClusterKube implements Kube {
       if (!isNotFound(e)) throw e;
     }
   }
+  async secretExists(namespace: string, name: string) {
+    this.count('get-secret');
+    try {
+      await this.core.readNamespacedSecret({ name, namespace });
+      return true;
+    } catch (e) {
+      if (isNotFound(e)) return false;
+      throw e;
+    }
+  }
+
   async replaceStatus(o: Federation | FederationRound) {
     this.count('update-status');
     await this.custom.replaceNamespacedCustomObjectStatus({

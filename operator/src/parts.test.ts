@@ -117,6 +117,9 @@ test('every object the operator creates validates against the Kubernetes schemas
   new Deployment(aggregatorDeployment(fed, settings) as never).validate();
   new Service(llmHostService(fed) as never).validate();
   new Pod(JSON.parse(JSON.stringify(clientAgentPod(fed, round, fed.spec.clients[0]!, 0, settings)))).validate();
+  new Pod(
+    JSON.parse(JSON.stringify(clientAgentPod(fed, round, fed.spec.clients[0]!, 1, settings, 'vqa-c0-nats'))),
+  ).validate();
   assert.throws(() =>
     new Pod({ metadata: { name: 'x' }, spec: { containers: [{ name: 'c', image: 1 }] } } as never).validate(),
   );

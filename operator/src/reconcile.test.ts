@@ -242,6 +242,7 @@ describe('FederationRound reconcile', () => {
     assert.deepEqual(pod.spec!.volumes![0], { name: 'data', hostPath: { path: '/data/c1' } });
     assert.equal(pod.spec!.containers[0]!.securityContext!.runAsNonRoot, true);
     assert.equal(pod.metadata!.ownerReferences![0]!.name, 'r1');
+    assert.ok(!pod.spec!.containers[0]!.args!.includes('--nats-creds'), 'no Secret, no credentials');
     assert.equal(w.kube.round(NS, 'r1')!.status?.phase, 'Running');
     w.kube.clearCalls();
     await reconcileRound(w.deps, NS, 'r1');
@@ -250,6 +251,20 @@ describe('FederationRound reconcile', () => {
       [],
       'no second pod',
     );
+  });
+
+  test('a client whose credentials Secret exists gets it mounted and used', async () => {
+    const w = await ready();
+    w.kube.secrets.add(`${NS}/vqa-c2-nats`);
+    await reconcileRound(w.deps, NS, 'r1');
+    const pod = w.kube.pods(NS, { [LABELS.client]: 'c2' })[0] as V1Pod;
+    const c = pod.spec!.containers[0]!;
+    assert.deepEqual(c.args!.slice(-2), ['--nats-creds', '/var/run/secrets/fednano/nats.creds']);
+    assert.deepEqual(pod.spec!.volumes!.at(-1), {
+      name: 'nats-creds',
+      secret: { secretName: 'vqa-c2-nats', defaultMode: 0o400 },
+    });
+    assert.equal(c.volumeMounts!.at(-1)!.readOnly, true);
   });
 
   test('a failed pod is retried up to maxRetries, then the client is Failed', async () => {

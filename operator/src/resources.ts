@@ -195,6 +195,10 @@ export function aggregatorDeployment(f: Federation, s: OperatorSettings): V1Depl
   });
 }
 
+/** The Secret a client's NATS credentials come from, when it exists: key `nats.creds` (a user JWT + NKey seed). */
+export const clientCredentialsSecret = (f: Federation, client: string) => `${f.metadata.name}-${client}-nats`;
+const CREDS_DIR = '/var/run/secrets/fednano';
+
 export const clientPodName = (r: FederationRound, client: string, attempt: number) =>
   `${r.metadata.name}-${client}-${attempt}`.slice(0, 253);
 
@@ -205,6 +209,8 @@ export function clientAgentPod(
   client: RosterClient,
   attempt: number,
   s: OperatorSettings,
+  /** Mount this Secret's `nats.creds` and connect with it. */
+  credentialsSecret?: string,
 ): V1Pod {
   const l = labels(f, 'client-agent', { [LABELS.round]: r.metadata.name!, [LABELS.client]: client.name });
   return {
@@ -221,7 +227,13 @@ export function clientAgentPod(
       restartPolicy: 'Never',
       nodeSelector: client.nodeSelector,
       securityContext: { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } },
-      volumes: [{ name: 'data', ...(client.dataVolume ?? { emptyDir: {} }) } as never, { name: 'tmp', emptyDir: {} }],
+      volumes: [
+        { name: 'data', ...(client.dataVolume ?? { emptyDir: {} }) } as never,
+        { name: 'tmp', emptyDir: {} },
+        ...(credentialsSecret
+          ? [{ name: 'nats-creds', secret: { secretName: credentialsSecret, defaultMode: 0o400 } }]
+          : []),
+      ],
       containers: [
         {
           name: 'client-agent',
@@ -243,10 +255,12 @@ export function clientAgentPod(
             f.spec.model.path,
             '--data',
             '/data',
+            ...(credentialsSecret ? ['--nats-creds', `${CREDS_DIR}/nats.creds`] : []),
           ],
           volumeMounts: [
             { name: 'data', mountPath: '/data', readOnly: true },
             { name: 'tmp', mountPath: '/tmp' },
+            ...(credentialsSecret ? [{ name: 'nats-creds', mountPath: CREDS_DIR, readOnly: true }] : []),
           ],
           resources: { requests: { cpu: '500m', memory: '512Mi' }, limits: { memory: '2Gi' } },
           securityContext: RESTRICTED,

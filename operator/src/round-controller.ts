@@ -4,7 +4,13 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { getCondition, setCondition } from './conditions.js';
 import type { Recorder } from './events.js';
 import type { Kube } from './kube.js';
-import { aggregatorName, clientAgentPod, llmHostName, type OperatorSettings } from './resources.js';
+import {
+  aggregatorName,
+  clientAgentPod,
+  clientCredentialsSecret,
+  llmHostName,
+  type OperatorSettings,
+} from './resources.js';
 import type { RoundStore } from './round-store.js';
 import {
   type ClientState,
@@ -268,7 +274,9 @@ async function reflect(
     if (!decided && (!latest || (state === 'Failed' && restarts < maxRetries))) {
       const client = f.spec.clients.find((c) => c.name === name)!;
       const attempt = latest ? attemptOf(latest) + 1 : 0;
-      await d.kube.create(clientAgentPod(f, r, client, attempt, d.settings));
+      const secret = clientCredentialsSecret(f, name);
+      const creds = (await d.kube.secretExists(r.metadata.namespace!, secret)) ? secret : undefined;
+      await d.kube.create(clientAgentPod(f, r, client, attempt, d.settings, creds));
       created++;
       if (latest)
         d.recorder.event(

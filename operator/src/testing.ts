@@ -88,6 +88,10 @@ export class FakeKube implements Kube {
       metadata: { ...have.metadata, resourceVersion: String(this.rv++) },
     } as never);
   }
+  readonly secrets = new Set<string>();
+  async secretExists(ns: string, name: string) {
+    return this.secrets.has(`${ns}/${name}`);
+  }
   /** Marks a Deployment available, as its controller would. */
   setAvailable(ns: string, name: string) {
     const d = this.deployment(ns, name)!;
