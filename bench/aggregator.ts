@@ -31,7 +31,7 @@ import {
   type StrategySpec,
 } from '@fednano/core';
 import { SERVICE_ENTRIES } from '@fednano/local-cluster';
-import { freePort, NatsServer, ServiceProcess } from '@fednano/service-kit';
+import { freePort, httpText, NatsServer, ServiceProcess } from '@fednano/service-kit';
 import {
   adapterObject,
   connectNats,
@@ -98,6 +98,8 @@ interface Run {
   lastRate: number;
   /** Size of the round's KV record (JSON) when the round ended. */
   recordBytes: number;
+  /** Heap + ArrayBuffers after a full GC with K-1 updates counted (what the open round retains). */
+  retained: number;
 }
 
 async function runRound(strategy: Run['strategy'], k: number): Promise<Run> {
@@ -162,7 +164,8 @@ async function runRound(strategy: Run['strategy'], k: number): Promise<Run> {
     name: 'aggregator',
     entry: SERVICE_ENTRIES.aggregator,
     args: ['--nats', nats.url, '--namespace', f.namespace, '--federation', f.federation, '--ops-port', String(opsPort)],
-    env: { FEDNANO_LOG_LEVEL: 'warn' },
+    // --expose-gc + FEDNANO_DEBUG_HEAP: /debug/heap on the ops port collects garbage, then reports the heap.
+    env: { FEDNANO_LOG_LEVEL: 'warn', NODE_OPTIONS: '--expose-gc', FEDNANO_DEBUG_HEAP: '1' },
   });
   try {
     await aggregator.waitReady(opsPort, 60_000);
@@ -218,15 +221,29 @@ async function runRound(strategy: Run['strategy'], k: number): Promise<Run> {
     let next = 0;
     await Promise.all(
       Array.from({ length: Math.min(IN_FLIGHT, k) }, async () => {
-        while (next < updates.length) {
+        while (next < updates.length - 1) {
           const u = updates[next++]!;
           await publishUpdate(nc, js, objects, f, 1, u.client, u.bytes);
         }
       }),
     );
+    // Retained memory mid-round: with K-1 updates counted and the round still open, collect garbage in the
+    // aggregator and read its heap (what the round holds: sums for fedavg, every update for median). The probe's
+    // time is left out of the round's time.
+    const probeStart = performance.now();
+    while (progress.at(-1)?.n === undefined || progress.at(-1)!.n < k - 1) await new Promise((r) => setTimeout(r, 5));
+    const heap = JSON.parse(await httpText(`http://127.0.0.1:${opsPort}/debug/heap`)) as {
+      heapUsed: number;
+      arrayBuffers: number;
+      gc: boolean;
+    };
+    if (!heap.gc) throw new Error('the aggregator did not collect garbage before the heap probe (--expose-gc missing)');
+    const probeMs = performance.now() - probeStart;
+    const last = updates.at(-1)!;
+    await publishUpdate(nc, js, objects, f, 1, last.client, last.bytes);
     const published = performance.now();
     const doc = await done;
-    const seconds = (performance.now() - start) / 1000;
+    const seconds = (performance.now() - start - probeMs) / 1000;
     clearInterval(sampler);
     const peak = resetPeak ? procStatus(pid).hwm : Math.max(sampled, procStatus(pid).rss);
     if (!resetPeak) process.stderr.write('cannot reset VmHWM (clear_refs); peak RSS is sampled every 10 ms\n');
@@ -256,6 +273,7 @@ async function runRound(strategy: Run['strategy'], k: number): Promise<Run> {
       firstRate: a.n / ((a.t - start) / 1000),
       lastRate: (end.n - b.n) / ((end.t - b.t) / 1000),
       recordBytes: Buffer.byteLength(JSON.stringify(doc)),
+      retained: heap.heapUsed + heap.arrayBuffers,
     };
   } finally {
     await aggregator.stop();
@@ -290,6 +308,7 @@ printTable(
     'idle RSS MB',
     'peak RSS MB',
     'growth MB',
+    'retained MB (K-1, after GC)',
     'record KB',
   ],
   runs.map((r) => [
@@ -303,6 +322,7 @@ printTable(
     round(r.idle / MB, 1),
     round(r.peak / MB, 1),
     round((r.peak - r.idle) / MB, 1),
+    round(r.retained / MB, 1),
     round(r.recordBytes / 1024, 1),
   ]),
 );
@@ -320,10 +340,12 @@ result[`peak_rss_ratio_k${hi.k}_vs_k${lo.k}`] = hi.peak / lo.peak;
 result[`growth_mb_k${hi.k}`] = (hi.peak - hi.idle) / MB;
 result[`growth_mb_k${lo.k}`] = (lo.peak - lo.idle) / MB;
 result[`last_vs_first_rate_k${hi.k}`] = hi.lastRate / hi.firstRate;
+result[`retained_ratio_k${hi.k}_vs_k${lo.k}`] = hi.retained / lo.retained;
 const mLo = get('median', KS[0]!);
 const mHi = get('median', KS.at(-1)!)!;
 if (mLo) result[`median_peak_rss_ratio_k${mHi.k}_vs_k${mLo.k}`] = mHi.peak / mLo.peak;
 result[`median_growth_mb_k${mHi.k}`] = (mHi.peak - mHi.idle) / MB;
 result[`median_vs_fedavg_peak_k${hi.k}`] = mHi.peak / hi.peak;
 result[`median_updates_per_s_k${mHi.k}`] = mHi.k / mHi.seconds;
+if (mLo) result[`median_retained_ratio_k${mHi.k}_vs_k${mLo.k}`] = mHi.retained / mLo.retained;
 printResult(result);

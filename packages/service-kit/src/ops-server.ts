@@ -27,6 +27,14 @@ export async function startOpsServer(o: OpsServerOptions): Promise<OpsServer> {
     else if (path === '/readyz') {
       const ok = o.ready();
       res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ready\n' : 'not ready\n');
+    } else if (path === '/debug/heap' && process.env.FEDNANO_DEBUG_HEAP === '1') {
+      // For benchmarks and leak hunts only (off unless FEDNANO_DEBUG_HEAP=1): a full GC where the process was started
+      // with --expose-gc, then the memory figures.
+      const gc = (globalThis as { gc?: () => void }).gc;
+      gc?.();
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ ...process.memoryUsage(), gc: !!gc }));
     } else if (path === '/metrics')
       o.registry.metrics().then(
         (text) => res.writeHead(200, { 'content-type': o.registry.contentType }).end(text),
