@@ -73,6 +73,11 @@ test('ops server: /healthz always, /readyz only when ready, /metrics in Promethe
     ready = true;
     assert.equal(await httpStatus(url('/readyz')), 200);
     assert.equal(await httpStatus(url('/nope')), 404);
+    assert.equal(await httpStatus(url('/debug/heap')), 404, 'the heap probe is off unless asked for');
+    process.env.FEDNANO_DEBUG_HEAP = '1';
+    const heap = JSON.parse(await httpText(url('/debug/heap'))) as { heapUsed: number; gc: boolean };
+    delete process.env.FEDNANO_DEBUG_HEAP;
+    assert.ok(heap.heapUsed > 0);
     assert.equal(typeof (await httpText(url('/metrics'))), 'string');
   } finally {
     await ops.close();
