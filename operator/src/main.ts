@@ -1,4 +1,4 @@
-import { createLogger, type FlagSpecs, flagHelp, onShutdown, parseFlags, startOpsServer } from '@fednano/service-kit';
+import { createLogger, type FlagSpecs, onShutdown, serviceFlags, startOpsServer } from '@fednano/service-kit';
 import { connectNats } from '@fednano/wire';
 import { KubeConfig } from '@kubernetes/client-node';
 import { Operator } from './operator.js';
@@ -38,19 +38,12 @@ export const OPERATOR_FLAGS = {
 } as const satisfies FlagSpecs;
 
 export async function main(argv: string[]): Promise<void> {
-  if (argv.includes('--help')) {
-    process.stdout.write(
-      flagHelp('fednano-operator', 'Reconciles Federation and FederationRound resources.', OPERATOR_FLAGS),
-    );
-    return;
-  }
-  let flags: ReturnType<typeof parseFlags<typeof OPERATOR_FLAGS>>;
-  try {
-    flags = parseFlags(OPERATOR_FLAGS, argv);
-  } catch (e) {
-    process.stderr.write(`fednano-operator: ${(e as Error).message}\n`);
-    process.exit(2);
-  }
+  const flags = serviceFlags(
+    'fednano-operator',
+    'Reconciles Federation and FederationRound resources.',
+    OPERATOR_FLAGS,
+    argv,
+  );
   process.env.FEDNANO_LOG_LEVEL = flags['log-level'];
   const log = createLogger('operator');
   try {

@@ -1,4 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
+import { rng } from '@fednano/onnx-graph';
 import type { FederationRef, RoundDocument, RoundSpec } from '@fednano/wire';
 import type { V1Pod } from '@kubernetes/client-node';
 import { getCondition, setCondition } from './conditions.js';
@@ -49,15 +50,8 @@ export function resolveParticipants(f: Federation, r: FederationRound): string[]
     ? Math.max(1, Math.round(fraction * roster.length))
     : (f.spec.participation.clientsPerRound ?? roster.length);
   if (count >= roster.length) return roster;
-  // A seeded shuffle (mulberry32 keyed by the round): reproducible, and different clients each round.
-  let s = (SEED * 104729 + r.spec.round) >>> 0;
-  const random = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  // A seeded shuffle keyed by the round: reproducible, and different clients each round.
+  const random = rng(SEED * 104729 + r.spec.round);
   const order = [...roster];
   for (let i = order.length - 1; i > 0; i--) {
     const j = Math.floor(random() * (i + 1));

@@ -86,3 +86,28 @@ export function flagHelp(command: string, summary: string, specs: FlagSpecs): st
   });
   return `Usage: ${command} [options]\n\n${summary}\n\nOptions (flag, then environment variable):\n${rows.join('\n')}\n  --help\n`;
 }
+
+/**
+ * A service's command line: `--help` prints the flags and exits 0; otherwise the parsed flags, after `check` (for
+ * rules between flags). A bad flag prints one line, `<command>: <what is wrong>`, and exits 2.
+ */
+export function serviceFlags<S extends FlagSpecs>(
+  command: string,
+  summary: string,
+  specs: S,
+  argv: readonly string[],
+  check: (flags: ParsedFlags<S>) => void = () => {},
+): ParsedFlags<S> {
+  if (argv.includes('--help')) {
+    process.stdout.write(flagHelp(command, summary, specs));
+    process.exit(0);
+  }
+  try {
+    const flags = parseFlags(specs, argv);
+    check(flags);
+    return flags;
+  } catch (e) {
+    process.stderr.write(`${command}: ${(e as Error).message}\n`);
+    process.exit(2);
+  }
+}

@@ -2,22 +2,12 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { rng } from '@fednano/data';
 import { ConfigError, parseConfig } from './config.js';
 
 // Fuzz of the config parser: mutated YAML either parses to a valid config or fails with a ConfigError that names the
 // source; never a TypeError or another crash from deep inside.
 const SOURCE = readFileSync(fileURLToPath(new URL('../../../examples/quickstart.yaml', import.meta.url)), 'utf8');
-
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 test('5,000 mutated configs: a valid config or a ConfigError, nothing else', () => {
   const random = rng(7);

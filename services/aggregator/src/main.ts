@@ -1,5 +1,5 @@
 import { DEFAULT_MAX_UPDATE_BYTES } from '@fednano/core';
-import { createLogger, type FlagSpecs, flagHelp, onShutdown, parseFlags, startOpsServer } from '@fednano/service-kit';
+import { createLogger, type FlagSpecs, onShutdown, serviceFlags, startOpsServer } from '@fednano/service-kit';
 import { checkName, connectNats } from '@fednano/wire';
 import { Aggregator } from './aggregator.js';
 import { aggregatorMetrics } from './metrics.js';
@@ -27,25 +27,16 @@ export const AGGREGATOR_FLAGS = {
 } as const satisfies FlagSpecs;
 
 export async function main(argv: string[]): Promise<void> {
-  if (argv.includes('--help')) {
-    process.stdout.write(
-      flagHelp(
-        'fednano-aggregator',
-        "Aggregates one federation's adapter updates from NATS JetStream.",
-        AGGREGATOR_FLAGS,
-      ),
-    );
-    return;
-  }
-  let flags: ReturnType<typeof parseFlags<typeof AGGREGATOR_FLAGS>>;
-  try {
-    flags = parseFlags(AGGREGATOR_FLAGS, argv);
-    checkName('namespace', flags.namespace);
-    checkName('federation', flags.federation);
-  } catch (e) {
-    process.stderr.write(`fednano-aggregator: ${(e as Error).message}\n`);
-    process.exit(2);
-  }
+  const flags = serviceFlags(
+    'fednano-aggregator',
+    "Aggregates one federation's adapter updates from NATS JetStream.",
+    AGGREGATOR_FLAGS,
+    argv,
+    (f) => {
+      checkName('namespace', f.namespace);
+      checkName('federation', f.federation);
+    },
+  );
   const log = createLogger('aggregator', { namespace: flags.namespace, federation: flags.federation });
   const metrics = aggregatorMetrics();
   let aggregator: Aggregator | undefined;

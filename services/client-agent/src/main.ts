@@ -1,4 +1,4 @@
-import { createLogger, type FlagSpecs, flagHelp, parseFlags } from '@fednano/service-kit';
+import { createLogger, type FlagSpecs, serviceFlags } from '@fednano/service-kit';
 import { checkName, connectNats, GrpcLlmHost } from '@fednano/wire';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { runClientRound } from './agent.js';
@@ -30,24 +30,18 @@ export const CLIENT_AGENT_FLAGS = {
 
 /** Exit codes: 0 done (or nothing to do), 1 failed (message on stderr and in the log), 2 bad flags. */
 export async function main(argv: string[]): Promise<number> {
-  if (argv.includes('--help')) {
-    process.stdout.write(
-      flagHelp('fednano-client-agent', "Trains one client's round and publishes its update.", CLIENT_AGENT_FLAGS),
-    );
-    return 0;
-  }
-  let flags: ReturnType<typeof parseFlags<typeof CLIENT_AGENT_FLAGS>>;
-  try {
-    flags = parseFlags(CLIENT_AGENT_FLAGS, argv);
-    checkName('namespace', flags.namespace);
-    checkName('federation', flags.federation);
-    checkName('client', flags.client);
-    if (!Number.isInteger(flags.round) || flags.round < 1)
-      throw new Error(`--round must be 1 or more, got ${flags.round}`);
-  } catch (e) {
-    process.stderr.write(`fednano-client-agent: ${(e as Error).message}\n`);
-    return 2;
-  }
+  const flags = serviceFlags(
+    'fednano-client-agent',
+    "Trains one client's round and publishes its update.",
+    CLIENT_AGENT_FLAGS,
+    argv,
+    (f) => {
+      checkName('namespace', f.namespace);
+      checkName('federation', f.federation);
+      checkName('client', f.client);
+      if (!Number.isInteger(f.round) || f.round < 1) throw new Error(`--round must be 1 or more, got ${f.round}`);
+    },
+  );
   const log = createLogger('client-agent', {
     namespace: flags.namespace,
     federation: flags.federation,

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { LlmHost } from '@fednano/core';
+import { rng } from '@fednano/onnx-graph';
 import { createLogger } from '@fednano/service-kit';
 import { channelOptions, clientCredentials, grpc, llmHostProto, serverCredentials } from '@fednano/wire';
 import { llmHostMetrics } from './metrics.js';
@@ -11,17 +12,6 @@ import { createLlmHostServer } from './server.js';
 const T = 4;
 const D = 3;
 const V = 5;
-
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 test('random and mutated requests get OK or INVALID_ARGUMENT, never an internal error', async () => {
   // A host that checks nothing itself: whatever reaches it passed the server's decoder.

@@ -1,5 +1,5 @@
 import { loadModelFolder } from '@fednano/model';
-import { createLogger, type FlagSpecs, flagHelp, onShutdown, parseFlags, startOpsServer } from '@fednano/service-kit';
+import { createLogger, type FlagSpecs, onShutdown, serviceFlags, startOpsServer } from '@fednano/service-kit';
 import { DEFAULT_MAX_MESSAGE_BYTES, serverCredentials } from '@fednano/wire';
 import { BatchingLlm } from './llm-batching.js';
 import { llmHostMetrics } from './metrics.js';
@@ -31,21 +31,16 @@ export const LLM_HOST_FLAGS = {
 } as const satisfies FlagSpecs;
 
 export async function main(argv: string[]): Promise<void> {
-  if (argv.includes('--help')) {
-    process.stdout.write(
-      flagHelp('fednano-llm-host', 'Serves the frozen LLM over gRPC: ForwardBackward, Score, Info.', LLM_HOST_FLAGS),
-    );
-    return;
-  }
-  let flags: ReturnType<typeof parseFlags<typeof LLM_HOST_FLAGS>>;
-  try {
-    flags = parseFlags(LLM_HOST_FLAGS, argv);
-    if (!['cpu', 'cuda'].includes(flags['execution-provider']))
-      throw new Error(`--execution-provider must be cpu or cuda, got '${flags['execution-provider']}'`);
-  } catch (e) {
-    process.stderr.write(`fednano-llm-host: ${(e as Error).message}\n`);
-    process.exit(2);
-  }
+  const flags = serviceFlags(
+    'fednano-llm-host',
+    'Serves the frozen LLM over gRPC: ForwardBackward, Score, Info.',
+    LLM_HOST_FLAGS,
+    argv,
+    (f) => {
+      if (!['cpu', 'cuda'].includes(f['execution-provider']))
+        throw new Error(`--execution-provider must be cpu or cuda, got '${f['execution-provider']}'`);
+    },
+  );
   const log = createLogger('llm-host');
   let queueDepth = () => 0;
   const metrics = llmHostMetrics(() => queueDepth());
