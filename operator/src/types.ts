@@ -1,3 +1,4 @@
+import type { LocalTrainingConfig } from '@fednano/core';
 import type { V1ObjectMeta } from '@kubernetes/client-node';
 
 /**
@@ -39,16 +40,8 @@ export interface FederationSpec {
   clients: RosterClient[];
   adapter: { rank: number; alpha: number };
   strategy: { name: string } & Record<string, unknown>;
-  training: {
-    localSteps: number;
-    batchSize: number;
-    learningRate: number;
-    optimizer: 'adamw' | 'sgd';
-    momentum?: number;
-    weightDecay?: number;
-    clipNorm?: number;
-    fisherSamples?: number;
-  };
+  /** Local training as core's LocalTrainingConfig, with steps named per round and the seed set per client. */
+  training: Omit<LocalTrainingConfig, 'steps' | 'seed' | 'proximalMu'> & { localSteps: number; fisherSamples?: number };
   participation: { clientsPerRound?: number; fraction?: number; minClients?: number };
   rounds?: number;
   updateEncoding?: 'float32' | 'float16' | 'bfloat16' | 'int8';

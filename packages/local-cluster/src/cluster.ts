@@ -89,17 +89,17 @@ export class LocalCluster {
     await this.llmHost.waitReady(this.llmOpsPort);
   }
 
+  /** What the aggregator and the client-agents are told first: where NATS is and which federation they serve. */
+  private federationArgs(): string[] {
+    return ['--nats', this.nats.url, '--namespace', this.o.namespace, '--federation', this.o.federation];
+  }
+
   async startAggregator(): Promise<void> {
     this.aggregator = ServiceProcess.start({
       name: 'aggregator',
       entry: SERVICE_ENTRIES.aggregator,
       args: [
-        '--nats',
-        this.nats.url,
-        '--namespace',
-        this.o.namespace,
-        '--federation',
-        this.o.federation,
+        ...this.federationArgs(),
         '--ops-port',
         String(this.aggOpsPort),
         '--ack-wait-ms',
@@ -128,12 +128,7 @@ export class LocalCluster {
       name: `client-agent ${client}`,
       entry: SERVICE_ENTRIES.clientAgent,
       args: [
-        '--nats',
-        this.nats.url,
-        '--namespace',
-        this.o.namespace,
-        '--federation',
-        this.o.federation,
+        ...this.federationArgs(),
         '--round',
         String(round),
         '--client',

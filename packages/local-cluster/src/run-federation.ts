@@ -16,6 +16,7 @@ import {
   clientSeed,
   clientsPerRound,
   NanoEdgeCache,
+  perTypeAccuracy,
   planFederation,
   prepareExamples,
   type RoundRecord,
@@ -134,8 +135,6 @@ export async function runFederation(
     const evaluate = async (): Promise<EvaluationResult> =>
       evaluateAdapters(evaluator, dims, s.adapter, global, testExamples);
     const rounds: RoundRecord[] = [];
-    const perType = (e: EvaluationResult) =>
-      Object.fromEntries(Object.entries(e.perType).map(([k, v]) => [k, v.correct / v.examples]));
     const zero = await evaluate();
     const initial: RoundRecord = {
       round: 0,
@@ -146,7 +145,7 @@ export async function runFederation(
       clients: 0,
       uploadBytesPerClient: 0,
       splitBytesPerSample: 0,
-      perType: perType(zero),
+      perType: perTypeAccuracy(zero),
       seconds: 0,
     };
     rounds.push(initial);
@@ -210,7 +209,7 @@ export async function runFederation(
         clients: doc.status.accepted.length,
         uploadBytesPerClient: doc.status.metrics?.meanUpdateBytes ?? 0,
         splitBytesPerSample: oneSample.up + oneSample.down,
-        perType: perType(e),
+        perType: perTypeAccuracy(e),
         seconds: (performance.now() - t0) / 1000,
       };
       rounds.push(record);

@@ -191,7 +191,7 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
       clients: 0,
       uploadBytesPerClient: 0,
       splitBytesPerSample: 0,
-      perType: Object.fromEntries(Object.entries(zeroShot.perType).map(([k, v]) => [k, v.correct / v.examples])),
+      perType: perTypeAccuracy(zeroShot),
       seconds: 0,
     };
     rounds.push(initial);
@@ -296,7 +296,7 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
         clients: sim.method === 'centralized' ? 1 : selected.length,
         uploadBytesPerClient: upload / Math.max(1, selected.length),
         splitBytesPerSample: split / Math.max(1, samples),
-        perType: Object.fromEntries(Object.entries(evaluation.perType).map(([k, v]) => [k, v.correct / v.examples])),
+        perType: perTypeAccuracy(evaluation),
         seconds: (performance.now() - t0) / 1000,
       };
       rounds.push(record);
@@ -320,6 +320,10 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
     await model.close();
   }
 }
+
+/** Accuracy per question type, as the round records report it. */
+export const perTypeAccuracy = (e: EvaluationResult): Record<string, number> =>
+  Object.fromEntries(Object.entries(e.perType).map(([k, v]) => [k, v.correct / v.examples]));
 
 function averageEvaluations(evals: EvaluationResult[]): EvaluationResult {
   const perType: Record<string, { examples: number; correct: number }> = {};
