@@ -143,7 +143,7 @@ function clusterState(): string {
 
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'fednano-operator-e2e-'));
-  api = await startKubeApi({ crds: CRDS });
+  api = await startKubeApi({ crds: CRDS, deploymentController: true, schedulePods: true });
   kubeconfig = await api.writeKubeconfig(join(work, 'kubeconfig'));
   nats = await NatsServer.start();
   const config = await loadConfig(join(ROOT, 'test/fixtures/e2e-small.yaml'));

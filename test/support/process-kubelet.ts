@@ -1,28 +1,25 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, httpStatus } from '@fednano/service-kit';
 import {
-  AppsV1Api,
   CoreV1Api,
   type Informer,
   type KubeConfig,
   makeInformer,
   type ObjectCache,
   type V1Container,
-  type V1Deployment,
   type V1Pod,
   type V1Service,
 } from '@kubernetes/client-node';
 
 /**
- * A process kubelet for the emulated cluster: it plays the parts of Kubernetes that run workloads, on this machine.
- * - Deployment controller: keeps `replicas` Pods of each Deployment (owner references) and reports availability.
- * - Scheduler: binds a pending Pod to the first registered node whose labels match its nodeSelector.
- * - Kubelet: runs each container of a Pod bound to one of its nodes as a local process of the service the image
+ * A process kubelet for the emulated cluster: it plays the node-side parts of Kubernetes on this machine (the API
+ * server's own deployment controller and scheduler, options `deploymentController` and `schedulePods`, make and
+ * bind the Pods).
+ * - Kubelet: registers its nodes, then runs each container of a Pod bound to one of its nodes as a local process of the service the image
  *   names, with every container port mapped to a free local port, hostPath volumes mapped to their host folders,
  *   readiness from the httpGet probe, restarts for restartPolicy Always, and phases reported back in Pod status.
  * - kube-proxy: each Service port gets a stable local port forwarding to a Ready backend, and
@@ -60,9 +57,7 @@ const key = (o: { metadata?: { namespace?: string; name?: string } }) => `${o.me
 
 export class ProcessKubelet {
   private readonly core: CoreV1Api;
-  private readonly apps: AppsV1Api;
   private pods!: Informer<V1Pod> & ObjectCache<V1Pod>;
-  private deployments!: Informer<V1Deployment> & ObjectCache<V1Deployment>;
   private services!: Informer<V1Service> & ObjectCache<V1Service>;
   private readonly running = new Map<string, Running>();
   private readonly proxies = new Map<string, { server: Server; port: number }>();
@@ -77,7 +72,6 @@ export class ProcessKubelet {
     private readonly o: ProcessKubeletOptions,
   ) {
     this.core = kc.makeApiClient(CoreV1Api);
-    this.apps = kc.makeApiClient(AppsV1Api);
   }
 
   async start(): Promise<void> {
@@ -92,13 +86,8 @@ export class ProcessKubelet {
       });
     }
     this.pods = makeInformer(this.kc, '/api/v1/pods', () => this.core.listPodForAllNamespaces() as never);
-    this.deployments = makeInformer(
-      this.kc,
-      '/apis/apps/v1/deployments',
-      () => this.apps.listDeploymentForAllNamespaces() as never,
-    );
     this.services = makeInformer(this.kc, '/api/v1/services', () => this.core.listServiceForAllNamespaces() as never);
-    for (const i of [this.pods, this.deployments, this.services] as Informer<V1Pod>[]) {
+    for (const i of [this.pods, this.services] as Informer<V1Pod>[]) {
       for (const verb of ['add', 'update', 'delete'] as const) i.on(verb, () => this.kick());
       i.on('error', () => setTimeout(() => !this.stopped && i.start().catch(() => {}), 500));
       await i.start();
@@ -127,118 +116,8 @@ export class ProcessKubelet {
   }
 
   private async sync(): Promise<void> {
-    await this.syncDeployments();
-    await this.schedule();
     await this.syncPods();
     await this.syncProxies();
-  }
-
-  // ---- Deployment controller ----------------------------------------------------------------------------------
-
-  private async syncDeployments(): Promise<void> {
-    for (const d of this.deployments.list()) {
-      const uid = d.metadata!.uid;
-      const hash = d.metadata?.annotations?.['fednano.io/spec-hash'] ?? String(d.metadata?.generation ?? 0);
-      const owned = this.pods
-        .list(d.metadata!.namespace)
-        .filter((p) => p.metadata?.ownerReferences?.some((r) => r.uid === uid));
-      const live = owned.filter(
-        (p) => !p.metadata?.deletionTimestamp && p.status?.phase !== 'Failed' && p.status?.phase !== 'Succeeded',
-      );
-      const current = live.filter((p) => p.metadata?.labels?.['pod-template-hash'] === hash);
-      for (const p of live)
-        if (!current.includes(p))
-          await this.core
-            .deleteNamespacedPod({ name: p.metadata!.name!, namespace: p.metadata!.namespace! })
-            .catch(() => {});
-      for (let i = current.length; i < (d.spec?.replicas ?? 1); i++) {
-        const t = d.spec!.template;
-        await this.core
-          .createNamespacedPod({
-            namespace: d.metadata!.namespace!,
-            body: {
-              metadata: {
-                name: `${d.metadata!.name}-${randomBytes(3).toString('hex')}`,
-                namespace: d.metadata!.namespace,
-                labels: { ...t.metadata?.labels, 'pod-template-hash': hash },
-                ownerReferences: [
-                  {
-                    apiVersion: 'apps/v1',
-                    kind: 'Deployment',
-                    name: d.metadata!.name!,
-                    uid: uid!,
-                    controller: true,
-                    blockOwnerDeletion: true,
-                  },
-                ],
-              },
-              spec: { restartPolicy: 'Always', ...t.spec! },
-            },
-          })
-          .catch(() => {});
-      }
-      const ready = current.filter((p) =>
-        p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
-      ).length;
-      const status = {
-        observedGeneration: d.metadata?.generation,
-        replicas: current.length,
-        readyReplicas: ready,
-        availableReplicas: ready,
-        updatedReplicas: current.length,
-        conditions: [
-          { type: 'Available', status: ready >= (d.spec?.replicas ?? 1) ? 'True' : 'False', reason: 'ProcessKubelet' },
-        ],
-      };
-      const before = d.status ?? {};
-      if (
-        before.availableReplicas !== status.availableReplicas ||
-        before.replicas !== status.replicas ||
-        before.observedGeneration !== status.observedGeneration
-      )
-        await this.apps
-          .replaceNamespacedDeploymentStatus({
-            name: d.metadata!.name!,
-            namespace: d.metadata!.namespace!,
-            body: { ...d, status },
-          })
-          .catch(() => {});
-    }
-  }
-
-  // ---- scheduler -------------------------------------------------------------------------------------------
-
-  private async schedule(): Promise<void> {
-    for (const p of this.pods.list()) {
-      if (p.spec?.nodeName || p.metadata?.deletionTimestamp) continue;
-      const want = p.spec?.nodeSelector ?? {};
-      const node = this.o.nodes.find((n) =>
-        Object.entries(want).every(([k, v]) => ({ 'kubernetes.io/hostname': n.name, ...n.labels })[k] === v),
-      );
-      if (!node) {
-        if (!p.status?.conditions?.some((c) => c.type === 'PodScheduled'))
-          await this.setStatus(p, {
-            phase: 'Pending',
-            conditions: [
-              {
-                type: 'PodScheduled',
-                status: 'False',
-                reason: 'Unschedulable',
-                message: `no node matches nodeSelector ${JSON.stringify(want)}`,
-              },
-            ],
-          });
-        continue;
-      }
-      // Bind through the pods/binding subresource, as kube-scheduler does (spec.nodeName is immutable).
-      await this.core
-        .createNamespacedPodBinding({
-          name: p.metadata!.name!,
-          namespace: p.metadata!.namespace!,
-          body: { metadata: { name: p.metadata!.name! }, target: { kind: 'Node', name: node.name } },
-        })
-        .catch(() => {});
-    }
   }
 
   // ---- kubelet ---------------------------------------------------------------------------------------------
@@ -485,7 +364,7 @@ export class ProcessKubelet {
     for (const r of [...this.running.values()]) this.stopPod(r);
     await Promise.all(children.map((c) => new Promise((res) => c!.once('exit', res))));
     for (const p of this.proxies.values()) p.server.close();
-    for (const i of [this.pods, this.deployments, this.services]) await i?.stop();
+    for (const i of [this.pods, this.services]) await i?.stop();
     for (const d of this.emptyDirs) await rm(d, { recursive: true, force: true });
   }
 }
