@@ -84,7 +84,7 @@ const MB = 2 ** 20;
 const nats = await NatsServer.start();
 const nc = await connectNats({ servers: nats.url, name: 'bench-aggregator' });
 const js = jetstream(nc);
-const { kv, objects } = await ensureStorage(nc);
+const { kv, objects, uploads } = await ensureStorage(nc);
 
 interface Run {
   strategy: 'fedavg' | 'median';
@@ -223,7 +223,7 @@ async function runRound(strategy: Run['strategy'], k: number): Promise<Run> {
       Array.from({ length: Math.min(IN_FLIGHT, k) }, async () => {
         while (next < updates.length - 1) {
           const u = updates[next++]!;
-          await publishUpdate(nc, js, objects, f, 1, u.client, u.bytes);
+          await publishUpdate(nc, js, uploads, f, 1, u.client, u.bytes);
         }
       }),
     );
@@ -240,7 +240,7 @@ async function runRound(strategy: Run['strategy'], k: number): Promise<Run> {
     if (!heap.gc) throw new Error('the aggregator did not collect garbage before the heap probe (--expose-gc missing)');
     const probeMs = performance.now() - probeStart;
     const last = updates.at(-1)!;
-    await publishUpdate(nc, js, objects, f, 1, last.client, last.bytes);
+    await publishUpdate(nc, js, uploads, f, 1, last.client, last.bytes);
     const published = performance.now();
     const doc = await done;
     const seconds = (performance.now() - start - probeMs) / 1000;

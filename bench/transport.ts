@@ -225,7 +225,7 @@ async function timedRound(
   try {
     await watch.until((d) => d.status.state !== 'Open');
     const t0 = performance.now();
-    const { byReference } = await publishUpdate(s.nc, s.js, s.storage.objects, f, r, CLIENT, bytes);
+    const { byReference } = await publishUpdate(s.nc, s.js, s.storage.uploads, f, r, CLIENT, bytes);
     const doc = await watch.until((d) => d.status.state === 'Aggregated' || d.status.state === 'Failed');
     const ms = performance.now() - t0;
     if (doc.status.state !== 'Aggregated')
@@ -253,10 +253,10 @@ const plain = await NatsServer.start();
 try {
   const proxy = await CountingProxy.start(plain.port);
   const nc = await connectNats({ servers: `nats://127.0.0.1:${proxy.port}`, name: 'bench-transport-sizes' });
-  const { objects } = await ensureStorage(nc);
+  const { uploads } = await ensureStorage(nc);
   const js = jetstream(nc);
   // One publish first, so that the request inbox subscription (sent once per connection) is not counted.
-  await publishUpdate(nc, js, objects, sizes, 9, CLIENT, encode(sizes, 9, 'float32', false));
+  await publishUpdate(nc, js, uploads, sizes, 9, CLIENT, encode(sizes, 9, 'float32', false));
   let overheadMax = 0;
   for (const [i, v] of VARIANTS.entries()) {
     const r = i + 1; // one round per variant: distinct message ids, so none is dropped as a duplicate
@@ -264,7 +264,7 @@ try {
     const raw = PARAMS * ELEMENT_BYTES[v.dtype] * (v.fisher ? 2 : 1);
     const computed = hpubBytes(updateSubject(sizes, r, CLIENT), dedupeId(sizes, r, CLIENT), bytes.length);
     const [up0, down0] = [proxy.up, proxy.down];
-    const { byReference } = await publishUpdate(nc, js, objects, sizes, r, CLIENT, bytes);
+    const { byReference } = await publishUpdate(nc, js, uploads, sizes, r, CLIENT, bytes);
     const measured = proxy.up - up0;
     const ack = proxy.down - down0;
     if (byReference) throw new Error(`${v.label} went by reference on a 1 MiB server`);
@@ -398,13 +398,13 @@ try {
   // Bytes for one by-reference publish (object put: info lookup, chunks, metadata; then the reference message).
   const proxy = await CountingProxy.start(small.nats.port);
   const nc = await connectNats({ servers: `nats://127.0.0.1:${proxy.port}`, name: 'bench-transport-ref-bytes' });
-  const { objects } = await ensureStorage(nc);
+  const { uploads } = await ensureStorage(nc);
   const js = jetstream(nc);
   const sizesRef = { namespace: 'bench', federation: 'sizes-ref' };
-  await publishUpdate(nc, js, objects, sizesRef, 9, CLIENT, encode(sizesRef, 9, 'float32', true)); // warm-up
+  await publishUpdate(nc, js, uploads, sizesRef, 9, CLIENT, encode(sizesRef, 9, 'float32', true)); // warm-up
   const bytes = encode(sizesRef, 1, 'float32', true);
   const up0 = proxy.up;
-  await publishUpdate(nc, js, objects, sizesRef, 1, CLIENT, bytes);
+  await publishUpdate(nc, js, uploads, sizesRef, 1, CLIENT, bytes);
   refUpBytes = proxy.up - up0;
   refRawBytes = PARAMS * 4 * 2;
   await nc.close();

@@ -53,8 +53,10 @@ export class NatsRoundStore implements RoundStore {
   }
 
   private async deleteObjects(match: (name: string) => boolean) {
-    const list = await this.storage.objects.list();
-    for (const o of list) if (match(o.name)) await this.storage.objects.delete(o.name);
+    for (const store of [this.storage.objects, this.storage.uploads]) {
+      const list = await store.list();
+      for (const o of list) if (match(o.name)) await store.delete(o.name);
+    }
   }
 
   async forgetRound(f: FederationRef, round: number) {

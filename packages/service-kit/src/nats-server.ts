@@ -36,16 +36,24 @@ export interface NatsServerOptions {
   /** Largest message the server accepts, bytes (nats-server's default is 1 MiB). */
   maxPayload?: number;
   port?: number;
+  /**
+   * Extra top-level config text, e.g. the `accounts` block of per-federation NKey users (wire's natsAccountsConfig).
+   * Written to `auth.conf` beside the main config and included from it, so `reloadAuth` can replace it.
+   */
+  authConfig?: string;
 }
 
 /**
  * A private nats-server with JetStream on an ephemeral port, for `fednano run` and the tests. `kill()` and `start()`
  * again on the same port and store simulate a server crash and restart.
  */
+const AUTH_FILE = 'auth.conf';
+
 export class NatsServer {
   private child?: ChildProcess;
   private exited?: Promise<void>;
   private log = '';
+  private reloads = 0;
 
   private constructor(
     readonly port: number,
@@ -66,6 +74,10 @@ export class NatsServer {
     const configFile = join(storeDir, 'nats-server.conf');
     const lines = [`listen: "127.0.0.1:${port}"`, `jetstream { store_dir: "${storeDir}" }`];
     if (o.maxPayload) lines.push(`max_payload: ${o.maxPayload}`);
+    if (o.authConfig !== undefined) {
+      await writeFile(join(storeDir, AUTH_FILE), o.authConfig);
+      lines.push(`include ./${AUTH_FILE}`);
+    }
     await writeFile(configFile, `${lines.join('\n')}\n`);
     const s = new NatsServer(port, storeDir, o.storeDir === undefined, configFile);
     await s.launch(binary);
@@ -77,7 +89,9 @@ export class NatsServer {
     const child = spawn(binary, ['-c', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     const keep = (b: Buffer) => {
-      this.log = (this.log + b.toString()).slice(-8000);
+      const text = b.toString();
+      if (/Reloaded server configuration/.test(text)) this.reloads++;
+      this.log = (this.log + text).slice(-8000);
     };
     child.stdout!.on('data', keep);
     child.stderr!.on('data', keep);
@@ -87,6 +101,21 @@ export class NatsServer {
       if (child.exitCode !== null) throw new Error(`nats-server exited (${child.exitCode}): ${this.log.trim()}`);
       if (Date.now() > deadline) throw new Error(`nats-server did not listen on ${this.port} in 10 s: ${this.log}`);
       await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  /**
+   * Replaces the included auth config and has the server reload it (SIGHUP), as the NATS chart's config reloader
+   * does when the operator updates its Secret. Resolves once the server logged the reload.
+   */
+  async reloadAuth(authConfig: string): Promise<void> {
+    await writeFile(join(this.storeDir, AUTH_FILE), authConfig);
+    const before = this.reloads;
+    this.child?.kill('SIGHUP');
+    const deadline = Date.now() + 10_000;
+    while (this.reloads === before) {
+      if (Date.now() > deadline) throw new Error(`nats-server did not reload its config in 10 s: ${this.log}`);
+      await new Promise((r) => setTimeout(r, 20));
     }
   }
 

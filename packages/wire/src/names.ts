@@ -5,6 +5,11 @@
 export const UPDATES_STREAM = 'FEDNANO_UPDATES';
 export const ROUNDS_BUCKET = 'fednano-rounds';
 export const ADAPTERS_BUCKET = 'fednano-adapters';
+/**
+ * Updates too large for one message, stored by reference. A bucket apart from the adapters so that clients, who
+ * must write here, get no write access to the global adapters.
+ */
+export const UPLOADS_BUCKET = 'fednano-uploads';
 
 const LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
@@ -21,14 +26,17 @@ export interface FederationRef {
   federation: string;
 }
 
-export const updateSubject = (f: FederationRef, round: number, client: string): string =>
+/** A round number, or '*' for any round (subject permissions). */
+type RoundToken = number | '*';
+
+export const updateSubject = (f: FederationRef, round: RoundToken, client: string): string =>
   `fednano.${f.namespace}.${f.federation}.round.${round}.update.${client}`;
 
 /** Every update of one federation (any round, any client): the aggregator's consumer filter. */
 export const federationUpdatesFilter = (f: FederationRef): string =>
   `fednano.${f.namespace}.${f.federation}.round.*.update.*`;
 
-export const progressSubject = (f: FederationRef, round: number, client: string): string =>
+export const progressSubject = (f: FederationRef, round: RoundToken, client: string): string =>
   `fednano.${f.namespace}.${f.federation}.round.${round}.progress.${client}`;
 
 export const progressFilter = (f: FederationRef, round: number): string =>
@@ -50,9 +58,13 @@ export const federationRoundsKeys = (f: FederationRef): string => `${f.namespace
 export const adapterObject = (f: FederationRef, round: number): string =>
   `${f.namespace}/${f.federation}/round-${round}`;
 
-/** An update too large for one message, stored by reference. */
-export const updateObject = (f: FederationRef, round: number, client: string): string =>
-  `${f.namespace}/${f.federation}/round-${round}/update-${client}`;
+/**
+ * An update too large for one message, stored by reference in the uploads bucket. The payload's hash is part of the
+ * name, so a retried upload of the same bytes finds its object and a different payload never overwrites one (clients
+ * have no right to purge).
+ */
+export const updateObject = (f: FederationRef, round: number, client: string, sha256hex: string): string =>
+  `${f.namespace}/${f.federation}/round-${round}/update-${client}-${sha256hex.slice(0, 16)}`;
 
 export const dedupeId = (f: FederationRef, round: number, client: string): string =>
   `${f.namespace}/${f.federation}/${round}/${client}`;

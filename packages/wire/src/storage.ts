@@ -3,11 +3,14 @@ import { jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstre
 import { type KV, Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { type ObjectStore, Objm } from '@nats-io/obj';
-import { ADAPTERS_BUCKET, ROUNDS_BUCKET, UPDATES_STREAM } from './names.js';
+import { ADAPTERS_BUCKET, ROUNDS_BUCKET, UPDATES_STREAM, UPLOADS_BUCKET } from './names.js';
 
 export interface FederationStorage {
   kv: KV;
+  /** Global adapters, written by the aggregator only. */
   objects: ObjectStore;
+  /** Oversized updates by reference, written by clients. */
+  uploads: ObjectStore;
 }
 
 export interface StorageOptions {
@@ -20,8 +23,9 @@ export interface StorageOptions {
 const ns = (ms: number) => ms * 1_000_000;
 
 /**
- * Creates (or opens) what every federation shares: the FEDNANO_UPDATES stream (file storage, message-id
- * de-duplication), the `fednano-rounds` KV bucket and the `fednano-adapters` Object Store. Idempotent.
+ * Creates (or opens) the federation's storage: the FEDNANO_UPDATES stream (file storage, message-id
+ * de-duplication), the `fednano-rounds` KV bucket, the `fednano-adapters` Object Store and the `fednano-uploads`
+ * Object Store. Idempotent. With per-federation NATS accounts (nats-auth.ts) each account has its own set.
  */
 export async function ensureStorage(nc: NatsConnection, o: StorageOptions = {}): Promise<FederationStorage> {
   const jsm = await jetstreamManager(nc);
@@ -44,17 +48,24 @@ export async function ensureStorage(nc: NatsConnection, o: StorageOptions = {}):
     }
   }
   const kv = await new Kvm(nc).create(ROUNDS_BUCKET, { history: 5, storage: StorageType.File });
-  const objects = await new Objm(nc).create(ADAPTERS_BUCKET, { storage: StorageType.File });
-  return { kv, objects };
+  const objm = new Objm(nc);
+  const objects = await objm.create(ADAPTERS_BUCKET, { storage: StorageType.File });
+  const uploads = await objm.create(UPLOADS_BUCKET, { storage: StorageType.File });
+  return { kv, objects, uploads };
 }
 
 /** Opens the buckets without creating anything (clients have no rights to create them). */
 export async function openStorage(nc: NatsConnection): Promise<FederationStorage> {
   try {
-    return { kv: await new Kvm(nc).open(ROUNDS_BUCKET), objects: await new Objm(nc).open(ADAPTERS_BUCKET) };
+    const objm = new Objm(nc);
+    return {
+      kv: await new Kvm(nc).open(ROUNDS_BUCKET),
+      objects: await objm.open(ADAPTERS_BUCKET),
+      uploads: await objm.open(UPLOADS_BUCKET),
+    };
   } catch (e) {
     throw new Error(
-      `NATS has no ${ROUNDS_BUCKET} KV bucket or ${ADAPTERS_BUCKET} object store (${(e as Error).message}): start the aggregator, which creates them`,
+      `NATS has no ${ROUNDS_BUCKET} KV bucket or ${ADAPTERS_BUCKET}/${UPLOADS_BUCKET} object store (${(e as Error).message}): start the aggregator, which creates them`,
     );
   }
 }

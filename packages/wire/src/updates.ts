@@ -24,12 +24,13 @@ export interface PublishedUpdate {
 
 /**
  * Publishes an encoded update with its de-duplication id. Updates larger than the server's `max_payload` are stored
- * in the Object Store first and the message carries the object's name and hash instead.
+ * in the uploads Object Store first and the message carries the object's name and hash instead; a retry finds the
+ * object it already stored and does not write it again.
  */
 export async function publishUpdate(
   nc: NatsConnection,
   js: JetStreamClient,
-  objects: ObjectStore,
+  uploads: ObjectStore,
   f: FederationRef,
   round: number,
   client: string,
@@ -40,11 +41,13 @@ export async function publishUpdate(
   const maxPayload = nc.info?.max_payload ?? 1 << 20;
   if (bytes.length + HEADROOM_BYTES <= maxPayload)
     return { ack: await js.publish(subject, bytes, { msgID }), byReference: false };
-  const name = updateObject(f, round, client);
-  await objects.putBlob({ name }, bytes);
+  const hash = sha256(bytes);
+  const name = updateObject(f, round, client, hash);
+  const stored = await uploads.info(name);
+  if (!stored || stored.deleted || stored.size !== bytes.length) await uploads.putBlob({ name }, bytes);
   const h = headers();
   h.set(UPDATE_REF_HEADER, name);
-  h.set(UPDATE_SHA256_HEADER, sha256(bytes));
+  h.set(UPDATE_SHA256_HEADER, hash);
   return { ack: await js.publish(subject, new Uint8Array(), { msgID, headers: h }), byReference: true };
 }
 
@@ -52,14 +55,14 @@ export class PayloadError extends Error {
   override name = 'PayloadError';
 }
 
-/** The update bytes of a message: inline, or fetched from the Object Store and checked against the header hash. */
+/** The update bytes of a message: inline, or fetched from the uploads store and checked against the header hash. */
 export async function updatePayload(
   m: { data: Uint8Array; headers?: MsgHdrs },
-  objects: ObjectStore,
+  uploads: ObjectStore,
 ): Promise<{ bytes: Uint8Array; byReference: boolean }> {
   const name = m.headers?.get(UPDATE_REF_HEADER);
   if (!name) return { bytes: m.data, byReference: false };
-  const bytes = await objects.getBlob(name);
+  const bytes = await uploads.getBlob(name);
   if (!bytes) throw new PayloadError(`referenced update object '${name}' does not exist`);
   const want = m.headers?.get(UPDATE_SHA256_HEADER);
   if (sha256(bytes) !== want) throw new PayloadError(`referenced update object '${name}' does not match its sha256`);

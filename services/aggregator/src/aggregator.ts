@@ -200,7 +200,7 @@ export class Aggregator {
     for (const a of doc.status.accepted) {
       const stored = await this.jsm.streams.getMessage(UPDATES_STREAM, { seq: a.seq });
       if (!stored) throw new Error(`accepted update of ${a.client} (stream seq ${a.seq}) is no longer in the stream`);
-      c.add(a.client, (await updatePayload(stored, this.storage.objects)).bytes);
+      c.add(a.client, (await updatePayload(stored, this.storage.uploads)).bytes);
     }
     for (const x of doc.status.rejected) c.markAnswered(x.client);
     this.active = c;
@@ -302,7 +302,7 @@ export class Aggregator {
       return this.refuse(c, m, client, 'not-participant', `${client} is not a participant of round ${round}`);
     let payload: { bytes: Uint8Array; byReference: boolean };
     try {
-      payload = await updatePayload(m, this.storage.objects);
+      payload = await updatePayload(m, this.storage.uploads);
     } catch (e) {
       if (e instanceof PayloadError) return this.refuse(c, m, client, 'payload', e.message);
       throw e;

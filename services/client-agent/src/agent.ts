@@ -52,7 +52,7 @@ export class AgentError extends Error {
  */
 export async function runClientRound(nc: NatsConnection, host: LlmHost, o: AgentOptions): Promise<AgentOutcome> {
   const { log } = o;
-  const { kv, objects } = await openStorage(nc);
+  const { kv, objects, uploads } = await openStorage(nc);
   const progress = (body: Record<string, unknown>) =>
     nc.publish(progressSubject(o, o.round, o.client), JSON.stringify({ client: o.client, round: o.round, ...body }));
 
@@ -136,7 +136,7 @@ export async function runClientRound(nc: NatsConnection, host: LlmHost, o: Agent
     },
     { shapes, dtype: spec.updateEncoding },
   );
-  const published = await publishUpdate(nc, jetstream(nc), objects, o, o.round, o.client, bytes);
+  const published = await publishUpdate(nc, jetstream(nc), uploads, o, o.round, o.client, bytes);
   progress({ phase: 'published', loss: trained.meanLoss, bytes: bytes.length });
   return {
     kind: 'published',
