@@ -3,6 +3,8 @@ export type { LlmHostHandlers } from './generated/fednano/v1/LlmHost.js';
 export * from './grpc.js';
 export * from './llm-host-client.js';
 export * from './names.js';
+export * from './nats-auth.js';
+export * from './pki.js';
 export * from './round.js';
 export * from './storage.js';
 export * from './tensors.js';

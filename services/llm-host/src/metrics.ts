@@ -48,6 +48,12 @@ export function llmHostMetrics(queueDepth: () => number = () => 0) {
         this.set(queueDepth());
       },
     }),
+    refused: new Counter({
+      name: 'fednano_llmhost_requests_refused_total',
+      help: 'Requests refused by certificate authorization, by reason (other-federation, revoked, expired, ...)',
+      labelNames: ['reason'],
+      registers,
+    }),
     receivedBytes: new Counter({
       name: 'fednano_llmhost_received_bytes_total',
       help: 'Tensor bytes received in requests',
