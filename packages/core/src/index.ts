@@ -1,6 +1,7 @@
 export * from './adapters.js';
 export * from './codec.js';
 export * from './float16.js';
+export * from './label-private.js';
 export * from './llm-host.js';
 export * from './local-training.js';
 export * from './optim.js';

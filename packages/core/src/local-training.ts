@@ -7,7 +7,14 @@ import {
   adapterScale,
   cloneWeights,
 } from './adapters.js';
-import { type LlmHost, splitTrafficBytes } from './llm-host.js';
+import { labelPrivateForwardBackward, labelPrivateRequests } from './label-private.js';
+import {
+  type ForwardBackwardRequest,
+  type ForwardBackwardResult,
+  type LlmHost,
+  labelPrivateTrafficBytes,
+  splitTrafficBytes,
+} from './llm-host.js';
 import { AdamW, clipGradNorm, type Optimizer, Sgd } from './optim.js';
 
 /**
@@ -48,6 +55,33 @@ export interface LocalTrainingConfig {
   /** FedProx: add mu * (w - w_global) to the gradient. */
   proximalMu?: number;
   seed: number;
+}
+
+/**
+ * How the client talks to the llm-host: a client's own choice, not a federation setting (so not in
+ * LocalTrainingConfig, whose fields mirror the Federation schema).
+ */
+export interface SplitOptions {
+  /**
+   * Label-private mode: the host returns logits at the answer positions and the client computes the loss and its
+   * gradient, so the targets never leave the client (see label-private.ts). Same gradients, more bytes per step.
+   */
+  labelPrivate?: boolean;
+}
+
+/** One split forward/backward step, normal or label-private, and the tensor bytes it put on the wire. */
+async function splitStep(
+  host: LlmHost,
+  req: ForwardBackwardRequest,
+  labelPrivate: boolean,
+): Promise<ForwardBackwardResult & { up: number; down: number }> {
+  if (!labelPrivate) return { ...(await host.forwardBackward(req)), ...splitTrafficBytes(req) };
+  const info = await host.info();
+  const { forward } = labelPrivateRequests(req, info.contextLength);
+  return {
+    ...(await labelPrivateForwardBackward(host, info, req)),
+    ...labelPrivateTrafficBytes(forward, info.vocabSize),
+  };
 }
 
 export interface LocalTrainingResult {
@@ -187,7 +221,7 @@ export async function trainLocal(
   adapter: AdapterConfig,
   start: AdapterWeights,
   examples: readonly Example[],
-  cfg: LocalTrainingConfig,
+  cfg: LocalTrainingConfig & SplitOptions,
   onStep?: (step: number, loss: number) => void,
 ): Promise<LocalTrainingResult> {
   if (examples.length === 0) throw new Error('a client without examples cannot train');
@@ -209,10 +243,9 @@ export async function trainLocal(
       targets: a.targets,
       lossWeights: new Float32Array(batch.length).fill(1 / tokens),
     };
-    const traffic = splitTrafficBytes(req);
-    up += traffic.up;
-    down += traffic.down;
-    const res = await host.forwardBackward(req);
+    const res = await splitStep(host, req, cfg.labelPrivate ?? false);
+    up += res.up;
+    down += res.down;
     const loss = res.sampleLoss.reduce((s, x) => s + x, 0) / tokens;
     if (!Number.isFinite(loss)) throw new Error(`local training diverged at step ${step}: loss ${loss}`);
     losses.push(loss);
@@ -251,7 +284,7 @@ export async function fisherDiagonal(
   adapter: AdapterConfig,
   weights: AdapterWeights,
   examples: readonly Example[],
-  options: { maxSamples?: number; batchSize?: number } = {},
+  options: { maxSamples?: number; batchSize?: number } & SplitOptions = {},
 ): Promise<AdapterWeights> {
   const scale = adapterScale(adapter);
   const use = examples.slice(0, options.maxSamples ?? examples.length);
@@ -261,12 +294,13 @@ export async function fisherDiagonal(
   for (let start = 0; start < use.length; start += chunk) {
     const batch = use.slice(start, start + chunk);
     const a = adaptBatch(batch, dims, weights, scale);
-    const res = await host.forwardBackward({
+    const req = {
       batch: batch.length,
       inputsEmbeds: a.embeds,
       targets: a.targets,
       lossWeights: new Float32Array(batch.length).fill(1),
-    });
+    };
+    const res = await splitStep(host, req, options.labelPrivate ?? false);
     for (let i = 0; i < batch.length; i++) {
       const one = adaptBatch([batch[i]!], dims, weights, scale);
       const t = dims.contextLength * dims.dModel;

@@ -54,9 +54,9 @@ export interface LlmOutputs {
   meanLoss?: string;
 }
 
-/** inputs_embeds [B, T, d] -> logits [B, T, V]; with targets [B, T] (-100 = none), per-sample and mean losses. */
-export function llm(layers: Layers, cfg: ModelConfig, inputsEmbeds: string, targets?: string): LlmOutputs {
-  const { g, ops } = layers;
+/** inputs_embeds [B, T, d] -> the final (normalised) hidden states [B, T, d], which the LM head turns into logits. */
+function llmHidden(layers: Layers, cfg: ModelConfig, inputsEmbeds: string): string {
+  const { ops } = layers;
   const d = cfg.dModel;
   const t = cfg.contextLength;
   const pos = layers.param('llm.pos.weight', [t, d], () => layers.init.normal([t, d], cfg.initStd));
@@ -64,8 +64,16 @@ export function llm(layers: Layers, cfg: ModelConfig, inputsEmbeds: string, targ
   const mask = layers.causalMask(x);
   const block = { dModel: d, heads: cfg.llm.heads, mlpRatio: cfg.llm.mlpRatio, initStd: cfg.initStd };
   for (let i = 0; i < cfg.llm.layers; i++) x = layers.decoderBlock(x, `llm.blocks.${i}`, block, mask);
-  x = layers.layerNorm(x, 'llm.norm', d);
-  const logits = layers.linear(x, 'llm.head', d, cfg.vocabSize, cfg.initStd, false);
+  return layers.layerNorm(x, 'llm.norm', d);
+}
+
+const llmHead = (layers: Layers, cfg: ModelConfig, hidden: string): string =>
+  layers.linear(hidden, 'llm.head', cfg.dModel, cfg.vocabSize, cfg.initStd, false);
+
+/** inputs_embeds [B, T, d] -> logits [B, T, V]; with targets [B, T] (-100 = none), per-sample and mean losses. */
+export function llm(layers: Layers, cfg: ModelConfig, inputsEmbeds: string, targets?: string): LlmOutputs {
+  const { g, ops } = layers;
+  const logits = llmHead(layers, cfg, llmHidden(layers, cfg, inputsEmbeds));
   if (!targets) return { logits };
   const scores = ops.transpose(logits, [0, 2, 1]);
   const nll = g.op('SoftmaxCrossEntropyLoss', [scores, targets], { reduction: 'none', ignore_index: IGNORE_INDEX });
@@ -130,6 +138,34 @@ export function llmGraph(
     if (outputs.includes('logits')) g.output(g.op('Identity', [out.logits], {}, { outputs: ['logits'] }));
     if (outputs.includes('sample_loss'))
       g.output(g.op('Identity', [out.sampleLoss!], {}, { outputs: ['sample_loss'] }));
+  });
+}
+
+/**
+ * Label-private split training: the LM's logits only at the given positions, so the host never needs the targets.
+ * inputs_embeds [B, T, d], positions [B, K] int64 (-1 = padding) -> answer_logits [B, K, V]. The head runs only on the
+ * K selected hidden states (a row gather on the flattened states). Each sample gets an extra all-zero row T that
+ * padding slots select, so their logits are exactly 0 and no gradient flows from them. Built from the same weights as
+ * llmGraph, so its logits equal llm.onnx's at those positions.
+ */
+export function llmAnswerLogitsGraph(cfg: ModelConfig, weights: Weights, seed = 0): PartGraph {
+  return part('llm_answer_logits', weights, seed + 4, (layers, g) => {
+    const { ops } = layers;
+    const t = cfg.contextLength;
+    const d = cfg.dModel;
+    const embeds = g.input('inputs_embeds', DType.FLOAT, [BATCH, t, d]);
+    const positions = g.input('positions', DType.INT64, [BATCH, 'answers']);
+    const int = (v: number) => g.constant(tensor(DType.INT64, [], [v]));
+    const hidden = llmHidden(layers, cfg, embeds);
+    // [B, T + 1, d] with row T zero (made from a slice so that its batch size follows the input's), flattened.
+    const zeroRow = ops.scale(g.op('Slice', [hidden, g.ints([0]), g.ints([1]), g.ints([1])]), 0);
+    const states = ops.reshape(g.op('Concat', [hidden, zeroRow], { axis: 1 }), [-1, d]);
+    // Sample b's position p is row b * (T + 1) + p; padding is row b * (T + 1) + T.
+    const batch = g.op('Gather', [g.op('Shape', [positions]), int(0)]);
+    const sampleRow = ops.mul(g.op('Range', [int(0), batch, int(1)]), int(t + 1));
+    const within = g.op('Where', [g.op('GreaterOrEqual', [positions, int(0)]), positions, int(t)]);
+    const selected = g.op('Gather', [states, ops.add(ops.unsqueeze(sampleRow, [1]), within)], { axis: 0 });
+    g.output(g.op('Identity', [llmHead(layers, cfg, selected)], {}, { outputs: ['answer_logits'] }));
   });
 }
 

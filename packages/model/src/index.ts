@@ -2,6 +2,7 @@ export * from './architecture.js';
 export * from './config.js';
 export * from './evaluate.js';
 export * from './footprint.js';
+export * from './label-private.js';
 export * from './model-folder.js';
 export * from './pretrain.js';
 export * from './runtime.js';

@@ -1,12 +1,18 @@
 import type {
+  BackwardLogitsRequest,
+  BackwardLogitsResult,
   ForwardBackwardRequest,
   ForwardBackwardResult,
+  ForwardLogitsRequest,
+  ForwardLogitsResult,
   LlmHost,
   LlmHostInfo,
   ScoreRequest,
   ScoreResult,
 } from '@fednano/core';
+import type { BackwardLogitsResponse__Output } from './generated/fednano/v1/BackwardLogitsResponse.js';
 import type { ForwardBackwardResponse__Output } from './generated/fednano/v1/ForwardBackwardResponse.js';
+import type { ForwardLogitsResponse__Output } from './generated/fednano/v1/ForwardLogitsResponse.js';
 import type { InfoResponse__Output } from './generated/fednano/v1/InfoResponse.js';
 import type { LlmHostClient } from './generated/fednano/v1/LlmHost.js';
 import type { ScoreResponse__Output } from './generated/fednano/v1/ScoreResponse.js';
@@ -61,9 +67,24 @@ export class GrpcLlmHost implements LlmHost {
     this.client = new Ctor(
       address,
       clientCredentials(o.tls),
-      channelOptions(o.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES),
+      channelOptions(o.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, o.tls),
     );
     this.retry = { budgetMs: 120_000, initialBackoffMs: 100, maxBackoffMs: 5_000, ...o.retry };
+  }
+
+  /**
+   * With mutual TLS, the server refuses a bad client certificate during the handshake and the client only sees that
+   * no connection came up; say what to check instead of leaving a bare "failed to connect".
+   */
+  private explain(err: grpc.ServiceError): string {
+    const detail = err.details || err.message;
+    if (
+      err.code === grpc.status.UNAVAILABLE &&
+      this.o.tls?.ca &&
+      /No connection established|Failed to connect/i.test(detail)
+    )
+      return `no TLS connection: if the llm-host is up, it refused this client certificate (missing, expired, not issued by the federation's CA, or not for client use) or its own certificate is not trusted by ${this.o.tls.ca} (${detail})`;
+    return detail;
   }
 
   private unary<Res>(
@@ -89,7 +110,7 @@ export class GrpcLlmHost implements LlmHost {
           const delayMs = Math.min(this.retry.maxBackoffMs, backoff) * (0.5 + Math.random() / 2);
           if (!RETRYABLE.has(err.code) || Date.now() + delayMs - started > this.retry.budgetMs)
             throw new Error(
-              `llm-host ${this.address} ${method} failed${attempt > 1 ? ` after ${attempt} attempts` : ''}: ${err.details || err.message}`,
+              `llm-host ${this.address} ${method} failed${attempt > 1 ? ` after ${attempt} attempts` : ''}: ${grpc.status[err.code] ?? err.code}: ${this.explain(err)}`,
             );
           this.o.onRetry?.({ method, attempt, delayMs: Math.round(delayMs), error: err.details || err.message });
           await new Promise((r) => setTimeout(r, delayMs));
@@ -144,6 +165,37 @@ export class GrpcLlmHost implements LlmHost {
       sampleLoss: readFloat('sample_loss', out.sampleLoss, [b]).data,
       logits: readFloat('logits', out.logits, [b, v]).data,
     };
+  }
+
+  /** Label-private step 1: logits at the answer positions; the request holds no targets. */
+  async forwardLogits(req: ForwardLogitsRequest): Promise<ForwardLogitsResult> {
+    const { contextLength: t, dModel: d, vocabSize: v } = await this.info();
+    const { batch: b, answers: k } = req;
+    const message = {
+      inputsEmbeds: floatTensor([b, t, d], req.inputsEmbeds),
+      positions: int64Tensor([b, k], req.positions),
+      clientId: this.o.clientId ?? '',
+    };
+    const out = await this.unary<ForwardLogitsResponse__Output>('ForwardLogits', (o, cb) =>
+      this.client.forwardLogits(message, o, cb),
+    );
+    return { logits: readFloat('logits', out.logits, [b, k, v]).data };
+  }
+
+  /** Label-private step 2: backpropagates the client's d(loss)/d(logits); the host recomputes the forward pass. */
+  async backwardLogits(req: BackwardLogitsRequest): Promise<BackwardLogitsResult> {
+    const { contextLength: t, dModel: d, vocabSize: v } = await this.info();
+    const { batch: b, answers: k } = req;
+    const message = {
+      inputsEmbeds: floatTensor([b, t, d], req.inputsEmbeds),
+      positions: int64Tensor([b, k], req.positions),
+      logitsGrad: floatTensor([b, k, v], req.logitsGrad),
+      clientId: this.o.clientId ?? '',
+    };
+    const out = await this.unary<BackwardLogitsResponse__Output>('BackwardLogits', (o, cb) =>
+      this.client.backwardLogits(message, o, cb),
+    );
+    return { gradInputsEmbeds: readFloat('grad_inputs_embeds', out.gradInputsEmbeds, [b, t, d]).data };
   }
 
   async close(): Promise<void> {

@@ -34,6 +34,8 @@ export interface AgentOptions extends FederationRef {
   dataPath: string;
   /** How long to wait for the round to be opened. */
   waitMs: number;
+  /** Label-private split training: the llm-host never receives this client's targets (answers). */
+  labelPrivate?: boolean;
   log: Logger;
 }
 
@@ -93,7 +95,7 @@ export async function runClientRound(nc: NatsConnection, host: LlmHost, o: Agent
     await model.close();
   }
   if (examples.length === 0) throw new AgentError(`no questions in ${o.dataPath}`);
-  log.info({ examples: examples.length }, 'local data loaded');
+  log.info({ examples: examples.length, labelPrivate: o.labelPrivate ?? false }, 'local data loaded');
 
   const strategy = createStrategy(spec.strategy);
   const seed = spec.seeds[o.client];
@@ -106,7 +108,7 @@ export async function runClientRound(nc: NatsConnection, host: LlmHost, o: Agent
     spec.adapter,
     global,
     examples,
-    { ...spec.training, seed, proximalMu: strategy.clientConfig().proximalMu },
+    { ...spec.training, seed, proximalMu: strategy.clientConfig().proximalMu, labelPrivate: o.labelPrivate },
     (step, loss) => progress({ phase: 'training', step: step + 1, steps: spec.training.steps, loss }),
   );
   let fisher: Awaited<ReturnType<typeof fisherDiagonal>> | undefined;
@@ -114,6 +116,7 @@ export async function runClientRound(nc: NatsConnection, host: LlmHost, o: Agent
     progress({ phase: 'fisher' });
     fisher = await fisherDiagonal(host, dims, spec.adapter, trained.weights, examples, {
       maxSamples: spec.training.fisherSamples,
+      labelPrivate: o.labelPrivate,
     });
   }
   const bytes = encodeUpdate(

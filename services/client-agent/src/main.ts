@@ -14,6 +14,10 @@ export const CLIENT_AGENT_FLAGS = {
   'tls-ca': { type: 'string', description: 'PEM CA that signed the llm-host certificate (enables TLS)' },
   'tls-cert': { type: 'string', description: 'PEM client certificate for mutual TLS' },
   'tls-key': { type: 'string', description: 'PEM key of the client certificate' },
+  'tls-server-name': {
+    type: 'string',
+    description: "Name the llm-host's certificate must carry when it differs from the --llm-host address",
+  },
   model: {
     type: 'string',
     description: 'Model folder holding the NanoEdge (encoder, connector, embeddings)',
@@ -21,6 +25,12 @@ export const CLIENT_AGENT_FLAGS = {
   },
   data: { type: 'string', description: "Folder with this client's data shard (shard.json)", required: true },
   'wait-ms': { type: 'number', description: 'How long to wait for the round to be opened', default: 120_000 },
+  'label-private': {
+    type: 'boolean',
+    description:
+      'Label-private split training: the llm-host returns logits at the answer positions and the loss is computed here, so answers never leave this client (more bytes per step)',
+    default: false,
+  },
   'retry-budget-ms': {
     type: 'number',
     description: 'How long one llm-host call may keep retrying while the host is unavailable',
@@ -50,7 +60,7 @@ export async function main(argv: string[]): Promise<number> {
   });
   const host = new GrpcLlmHost(flags['llm-host'], {
     clientId: flags.client,
-    tls: { ca: flags['tls-ca'], cert: flags['tls-cert'], key: flags['tls-key'] },
+    tls: { ca: flags['tls-ca'], cert: flags['tls-cert'], key: flags['tls-key'], serverName: flags['tls-server-name'] },
     retry: { budgetMs: flags['retry-budget-ms'] },
     onRetry: (r) => log.warn(r, 'llm-host call failed; retrying'),
   });
@@ -69,6 +79,7 @@ export async function main(argv: string[]): Promise<number> {
       modelPath: flags.model,
       dataPath: flags.data,
       waitMs: flags['wait-ms'],
+      labelPrivate: flags['label-private'],
       log,
     });
     log.info(outcome, outcome.kind === 'published' ? 'update published' : `nothing to do: ${outcome.kind}`);

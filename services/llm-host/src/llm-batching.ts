@@ -1,13 +1,24 @@
 import type {
+  BackwardLogitsRequest,
+  BackwardLogitsResult,
   ForwardBackwardRequest,
   ForwardBackwardResult,
+  ForwardLogitsRequest,
+  ForwardLogitsResult,
   LlmHost,
+  LlmHostFiles,
   LlmHostInfo,
   ScoreRequest,
   ScoreResult,
 } from '@fednano/core';
 import { type BatchStats, DynamicBatcher } from './batcher.js';
-import { type BatchKernel, forwardBackwardKernel, scoreKernel } from './llm-kernels.js';
+import {
+  type BatchKernel,
+  backwardLogitsKernel,
+  forwardBackwardKernel,
+  forwardLogitsKernel,
+  scoreKernel,
+} from './llm-kernels.js';
 import { LlmSessionPool, type SessionPoolOptions } from './session-pool.js';
 
 /**
@@ -15,7 +26,7 @@ import { LlmSessionPool, type SessionPoolOptions } from './session-pool.js';
  * checked before it is queued, so a malformed one fails alone instead of failing the batch it would have joined.
  */
 
-export type LlmCall = 'forwardBackward' | 'score';
+export type LlmCall = 'forwardBackward' | 'score' | 'forwardLogits' | 'backwardLogits';
 
 export interface BatchingOptions {
   /** Most samples in one batch (default 32). */
@@ -35,6 +46,15 @@ export class BatchingLlm implements LlmHost {
   private readonly sc: DynamicBatcher<ScoreRequest, ScoreResult>;
   private readonly fbKernel: BatchKernel<ForwardBackwardRequest, ForwardBackwardResult>;
   private readonly scKernel: BatchKernel<ScoreRequest, ScoreResult>;
+  /** Label-private batchers, present when the pool has the answer-logits sessions. */
+  private readonly fl?: DynamicBatcher<ForwardLogitsRequest, ForwardLogitsResult>;
+  private readonly bl?: DynamicBatcher<BackwardLogitsRequest, BackwardLogitsResult>;
+  /**
+   * Label-private mode, defined only when served: the gRPC server answers UNIMPLEMENTED for a host without them, and
+   * training code can tell before it starts.
+   */
+  readonly forwardLogits?: (req: ForwardLogitsRequest) => Promise<ForwardLogitsResult>;
+  readonly backwardLogits?: (req: BackwardLogitsRequest) => Promise<BackwardLogitsResult>;
   private closing?: Promise<void>;
 
   /** Batches on an existing pool, which the BatchingLlm then owns (close() closes it). */
@@ -73,14 +93,46 @@ export class BatchingLlm implements LlmHost {
         scKernel.split(await pool.score(scKernel.concat(parts, padded), { transferInputs: true }), parts),
       onBatch: options.onBatch && ((stats) => options.onBatch!('score', stats)),
     });
+    if (pool.labelPrivate) {
+      const t = meta.contextLength;
+      const flKernel = forwardLogitsKernel(meta);
+      const blKernel = backwardLogitsKernel(meta);
+      const fl = new DynamicBatcher<ForwardLogitsRequest, ForwardLogitsResult>({
+        ...common,
+        size: flKernel.size,
+        slice: flKernel.slice,
+        merge: flKernel.merge,
+        run: async (parts, padded) =>
+          flKernel.split(await pool.forwardLogits(flKernel.concat(parts, padded), t, { transferInputs: true }), parts),
+        onBatch: options.onBatch && ((stats) => options.onBatch!('forwardLogits', stats)),
+      });
+      const bl = new DynamicBatcher<BackwardLogitsRequest, BackwardLogitsResult>({
+        ...common,
+        size: blKernel.size,
+        slice: blKernel.slice,
+        merge: blKernel.merge,
+        run: async (parts, padded) =>
+          blKernel.split(await pool.backwardLogits(blKernel.concat(parts, padded), t, { transferInputs: true }), parts),
+        onBatch: options.onBatch && ((stats) => options.onBatch!('backwardLogits', stats)),
+      });
+      this.fl = fl;
+      this.bl = bl;
+      this.forwardLogits = async (req) => {
+        flKernel.validate(req);
+        return fl.submit(req);
+      };
+      this.backwardLogits = async (req) => {
+        blKernel.validate(req);
+        return bl.submit(req);
+      };
+    }
   }
 
-  /** Loads `sessions` session pairs from the model's llm.onnx and llm_vjp.onnx and batches over them. */
-  static async create(
-    meta: LlmHostInfo,
-    files: { llm: Uint8Array; llmVjp: Uint8Array },
-    options: BatchingLlmOptions = {},
-  ): Promise<BatchingLlm> {
+  /**
+   * Loads `sessions` session pairs from the model's llm.onnx and llm_vjp.onnx (and the answer-logits graphs, when
+   * given, for label-private mode) and batches over them.
+   */
+  static async create(meta: LlmHostInfo, files: LlmHostFiles, options: BatchingLlmOptions = {}): Promise<BatchingLlm> {
     const { sessions, intraOpThreads, executionProvider, allowSpinning, ...batching } = options;
     const pool = await LlmSessionPool.create(files, { sessions, intraOpThreads, executionProvider, allowSpinning });
     return new BatchingLlm(meta, pool, batching);
@@ -88,7 +140,12 @@ export class BatchingLlm implements LlmHost {
 
   /** Samples waiting for a batch, per call. */
   get queueDepth(): Record<LlmCall, number> {
-    return { forwardBackward: this.fb.queueDepth, score: this.sc.queueDepth };
+    return {
+      forwardBackward: this.fb.queueDepth,
+      score: this.sc.queueDepth,
+      forwardLogits: this.fl?.queueDepth ?? 0,
+      backwardLogits: this.bl?.queueDepth ?? 0,
+    };
   }
 
   async info(): Promise<LlmHostInfo> {
@@ -108,7 +165,7 @@ export class BatchingLlm implements LlmHost {
   /** Refuses new requests, finishes the queued and running ones, then releases the sessions. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      await Promise.all([this.fb.close(), this.sc.close()]);
+      await Promise.all([this.fb.close(), this.sc.close(), this.fl?.close(), this.bl?.close()]);
       await this.pool.close();
     })();
     return this.closing;

@@ -1,4 +1,14 @@
-import type { ForwardBackwardRequest, ForwardBackwardResult, ScoreRequest, ScoreResult } from '@fednano/core';
+import {
+  type BackwardLogitsRequest,
+  type BackwardLogitsResult,
+  checkLogitsRequest,
+  type ForwardBackwardRequest,
+  type ForwardBackwardResult,
+  type ForwardLogitsRequest,
+  type ForwardLogitsResult,
+  type ScoreRequest,
+  type ScoreResult,
+} from '@fednano/core';
 
 /**
  * How the llm-host's two calls batch: requests are concatenated along the sample axis into one padded batch, and the
@@ -190,5 +200,113 @@ export function scoreKernel(shape: LlmShape): BatchKernel<ScoreRequest, ScoreRes
       sampleLoss: concatFloat(chunks.map((c) => c.sampleLoss)),
       logits: concatFloat(chunks.map((c) => c.logits)),
     }),
+  };
+}
+
+// ---- label-private mode --------------------------------------------------------------------------------------------
+// Requests carry K answer slots per sample, and K differs between clients. A batch uses the largest K of its parts;
+// a part's shorter rows are padded with unused slots (-1), which select an all-zero state in the graph, so their
+// logits are 0 and their logits_grad is ignored. Padding samples have zero embeddings and only unused slots.
+
+/** Positions [b, k] of each part, re-laid to `answers` slots per sample and `paddedSize` samples, -1 elsewhere. */
+function concatPositions(parts: ForwardLogitsRequest[], answers: number, paddedSize: number): BigInt64Array {
+  const out = new BigInt64Array(paddedSize * answers).fill(-1n);
+  let sample = 0;
+  for (const p of parts)
+    for (let i = 0; i < p.batch; i++, sample++)
+      out.set(p.positions.subarray(i * p.answers, (i + 1) * p.answers), sample * answers);
+  return out;
+}
+
+/** Like concatPositions for [b, k, v] per-slot rows (logits_grad): zeros in padded slots and samples. */
+function concatSlotRows(
+  parts: { batch: number; answers: number; rows: Float32Array }[],
+  answers: number,
+  paddedSize: number,
+  v: number,
+): Float32Array {
+  const out = new Float32Array(paddedSize * answers * v);
+  let sample = 0;
+  for (const p of parts)
+    for (let i = 0; i < p.batch; i++, sample++)
+      out.set(p.rows.subarray(i * p.answers * v, (i + 1) * p.answers * v), sample * answers * v);
+  return out;
+}
+
+function logitsCommon(shape: LlmShape) {
+  const { contextLength: t, dModel: d } = shape;
+  return {
+    size: (req: ForwardLogitsRequest) => req.batch,
+    slice: (req: ForwardLogitsRequest, start: number, end: number): ForwardLogitsRequest => ({
+      batch: end - start,
+      answers: req.answers,
+      inputsEmbeds: req.inputsEmbeds.subarray(start * t * d, end * t * d),
+      positions: req.positions.subarray(start * req.answers, end * req.answers),
+    }),
+    concat(parts: ForwardLogitsRequest[], paddedSize: number): ForwardLogitsRequest {
+      const samples = parts.reduce((n, p) => n + p.batch, 0);
+      checkPadding(samples, paddedSize);
+      const answers = Math.max(...parts.map((p) => p.answers));
+      return {
+        batch: paddedSize,
+        answers,
+        inputsEmbeds: concatFloat(
+          parts.map((p) => p.inputsEmbeds),
+          paddedSize * t * d,
+        ),
+        positions: concatPositions(parts, answers, paddedSize),
+      };
+    },
+  };
+}
+
+export function forwardLogitsKernel(shape: LlmShape): BatchKernel<ForwardLogitsRequest, ForwardLogitsResult> {
+  const v = shape.vocabSize;
+  const common = logitsCommon(shape);
+  return {
+    validate: (req) => checkLogitsRequest(req, shape),
+    ...common,
+    split(result, parts) {
+      // The batch's K is the largest part's; each part gets back exactly its own K slots per sample.
+      const answers = Math.max(...parts.map((p) => p.answers));
+      let sample = 0;
+      return parts.map((p) => {
+        const logits = new Float32Array(p.batch * p.answers * v);
+        for (let i = 0; i < p.batch; i++, sample++)
+          logits.set(
+            result.logits.subarray(sample * answers * v, (sample * answers + p.answers) * v),
+            i * p.answers * v,
+          );
+        return { logits };
+      });
+    },
+    merge: (chunks) => ({ logits: concatFloat(chunks.map((c) => c.logits)) }),
+  };
+}
+
+export function backwardLogitsKernel(shape: LlmShape): BatchKernel<BackwardLogitsRequest, BackwardLogitsResult> {
+  const { contextLength: t, dModel: d, vocabSize: v } = shape;
+  const common = logitsCommon(shape);
+  return {
+    validate: (req) => checkLogitsRequest(req, shape),
+    size: common.size,
+    slice: (req, start, end) => ({
+      ...common.slice(req, start, end),
+      logitsGrad: req.logitsGrad.subarray(start * req.answers * v, end * req.answers * v),
+    }),
+    concat(parts, paddedSize) {
+      const joined = common.concat(parts, paddedSize);
+      const rows = parts.map((p) => ({ batch: p.batch, answers: p.answers, rows: p.logitsGrad }));
+      return { ...joined, logitsGrad: concatSlotRows(rows, joined.answers, paddedSize, v) };
+    },
+    split(result, parts) {
+      const grads = cutRows(
+        result.gradInputsEmbeds,
+        parts.map((p) => p.batch),
+        t * d,
+      );
+      return grads.map((gradInputsEmbeds) => ({ gradInputsEmbeds }));
+    },
+    merge: (chunks) => ({ gradInputsEmbeds: concatFloat(chunks.map((c) => c.gradInputsEmbeds)) }),
   };
 }

@@ -1,4 +1,4 @@
-import { loadModelFolder } from '@fednano/model';
+import { labelPrivateParts, loadModelFolder } from '@fednano/model';
 import { createLogger, type FlagSpecs, onShutdown, serviceFlags, startOpsServer } from '@fednano/service-kit';
 import { DEFAULT_MAX_MESSAGE_BYTES, serverCredentials } from '@fednano/wire';
 import { BatchingLlm } from './llm-batching.js';
@@ -28,6 +28,12 @@ export const LLM_HOST_FLAGS = {
   'tls-cert': { type: 'string', description: 'PEM server certificate (enables TLS)' },
   'tls-key': { type: 'string', description: 'PEM key of the server certificate' },
   'tls-client-ca': { type: 'string', description: 'PEM CA for client certificates (enables mutual TLS)' },
+  'serve-label-private': {
+    type: 'boolean',
+    description:
+      'Serve ForwardLogits/BackwardLogits (label-private training: targets stay on the client); builds two more graphs and sessions',
+    default: true,
+  },
 } as const satisfies FlagSpecs;
 
 export async function main(argv: string[]): Promise<void> {
@@ -58,7 +64,12 @@ export async function main(argv: string[]): Promise<void> {
     };
     llm = await BatchingLlm.create(
       info,
-      { llm: folder.files.llm, llmVjp: folder.files.llm_vjp },
+      {
+        llm: folder.files.llm,
+        llmVjp: folder.files.llm_vjp,
+        // Built from llm.onnx's weights at start (about 0.1 s for the reference model), so the model folder is unchanged.
+        ...(flags['serve-label-private'] ? labelPrivateParts(cfg, folder.files.llm) : {}),
+      },
       {
         sessions: flags.sessions,
         intraOpThreads: flags.threads,
@@ -74,7 +85,7 @@ export async function main(argv: string[]): Promise<void> {
       },
     );
     const batching = llm;
-    queueDepth = () => batching.queueDepth.forwardBackward + batching.queueDepth.score;
+    queueDepth = () => Object.values(batching.queueDepth).reduce((a, b) => a + b, 0);
     const server = createLlmHostServer({
       host: llm,
       info,

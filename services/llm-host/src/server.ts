@@ -10,6 +10,7 @@ import {
   readInt64,
   TensorError,
 } from '@fednano/wire';
+import { labelPrivateHandlers } from './label-private-handlers.js';
 import type { LlmHostMetrics } from './metrics.js';
 
 export interface LlmHostServiceOptions {
@@ -114,6 +115,7 @@ export function createLlmHostServer(o: LlmHostServiceOptions): grpc.Server {
         bytesOut: r.sampleLoss.byteLength + r.logits.byteLength,
       };
     }),
+    ...labelPrivateHandlers(host, info, unary),
   };
   const server = new grpc.Server(channelOptions(o.maxMessageBytes));
   server.addService(llmHostProto().fednano.v1.LlmHost.service, handlers);

@@ -1,10 +1,21 @@
-import type { ForwardBackwardRequest, ForwardBackwardResult, ScoreRequest, ScoreResult } from '@fednano/core';
+import type {
+  BackwardLogitsRequest,
+  BackwardLogitsResult,
+  ForwardBackwardRequest,
+  ForwardBackwardResult,
+  ForwardLogitsRequest,
+  ForwardLogitsResult,
+  LlmHostFiles,
+  ScoreRequest,
+  ScoreResult,
+} from '@fednano/core';
 import { DType, type SessionConfig, WorkerSession } from '@fednano/onnx-graph';
 
 /**
  * The llm-host's ONNX Runtime sessions: n forward sessions (llm.onnx, for score) and n VJP sessions (llm_vjp.onnx, for
  * forwardBackward), each in its own worker thread. A batch runs on a free session of its kind; forward and VJP
  * sessions are separate slots so that evaluation traffic does not wait behind training traffic, and vice versa.
+ * Given the answer-logits graphs (label-private mode), the pool also holds n sessions of each of those.
  */
 
 export interface SessionPoolOptions {
@@ -101,17 +112,24 @@ function dims(batch: number, embeds: Float32Array, targets: BigInt64Array): [num
   return [batch, t, d];
 }
 
+/** The label-private sessions: answer logits, and their VJP. */
+interface AnswerSlots {
+  forward: SessionSlots;
+  vjp: SessionSlots;
+}
+
 export class LlmSessionPool {
   private constructor(
     private readonly forwardSlots: SessionSlots,
     private readonly vjpSlots: SessionSlots,
+    private readonly answerSlots?: AnswerSlots,
   ) {}
 
-  /** Loads `sessions` forward and `sessions` VJP sessions; fails clearly when a 'cuda' session cannot be created. */
-  static async create(
-    files: { llm: Uint8Array; llmVjp: Uint8Array },
-    options: SessionPoolOptions = {},
-  ): Promise<LlmSessionPool> {
+  /**
+   * Loads `sessions` forward and `sessions` VJP sessions (and as many of each answer-logits graph when given); fails
+   * clearly when a 'cuda' session cannot be created.
+   */
+  static async create(files: LlmHostFiles, options: SessionPoolOptions = {}): Promise<LlmSessionPool> {
     const n = options.sessions ?? 1;
     if (!Number.isInteger(n) || n < 1) throw new Error(`sessions must be a positive integer, got ${n}`);
     const config: SessionConfig = {
@@ -121,9 +139,11 @@ export class LlmSessionPool {
     };
     // The first session alone: a misconfiguration (no CUDA) then costs one failed load, not 2n.
     const first = await createSession(files.llm, config);
+    const answers = files.answerLogits && files.answerLogitsVjp ? [files.answerLogits, files.answerLogitsVjp] : [];
     const rest = await Promise.allSettled([
       ...Array.from({ length: n - 1 }, () => createSession(files.llm, config)),
       ...Array.from({ length: n }, () => createSession(files.llmVjp, config)),
+      ...answers.flatMap((bytes) => Array.from({ length: n }, () => createSession(bytes, config))),
     ]);
     const created = [first, ...rest.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))];
     const failed = rest.find((r) => r.status === 'rejected');
@@ -131,7 +151,70 @@ export class LlmSessionPool {
       await Promise.allSettled(created.map((s) => s.close()));
       throw failed.reason;
     }
-    return new LlmSessionPool(new SessionSlots(created.slice(0, n)), new SessionSlots(created.slice(n)));
+    return new LlmSessionPool(
+      new SessionSlots(created.slice(0, n)),
+      new SessionSlots(created.slice(n, 2 * n)),
+      answers.length
+        ? { forward: new SessionSlots(created.slice(2 * n, 3 * n)), vjp: new SessionSlots(created.slice(3 * n)) }
+        : undefined,
+    );
+  }
+
+  /** Whether the pool can run label-private batches (it was given the answer-logits graphs). */
+  get labelPrivate(): boolean {
+    return this.answerSlots !== undefined;
+  }
+
+  private answers(): AnswerSlots {
+    if (!this.answerSlots) throw new Error('this session pool has no label-private (answer-logits) sessions');
+    return this.answerSlots;
+  }
+
+  /** Runs the answer-logits graph on one batch: logits [b, k, V] at the positions (zeros in unused slots). */
+  forwardLogits(
+    batch: ForwardLogitsRequest,
+    contextLength: number,
+    options: PoolRunOptions = {},
+  ): Promise<ForwardLogitsResult> {
+    const { batch: b, answers: k } = batch;
+    const feeds = {
+      inputs_embeds: {
+        dtype: DType.FLOAT,
+        dims: [b, contextLength, batch.inputsEmbeds.length / (b * contextLength)],
+        data: batch.inputsEmbeds,
+      },
+      positions: { dtype: DType.INT64, dims: [b, k], data: batch.positions },
+    };
+    return this.answers().forward.use(async (session) => {
+      const r = await session.run(feeds, { transferInputs: options.transferInputs });
+      return { logits: r.answer_logits!.data as Float32Array };
+    });
+  }
+
+  /** Runs the answer-logits VJP on one batch: d(Σ logitsGrad · logits)/d(inputs_embeds). */
+  backwardLogits(
+    batch: BackwardLogitsRequest,
+    contextLength: number,
+    options: PoolRunOptions = {},
+  ): Promise<BackwardLogitsResult> {
+    const { batch: b, answers: k } = batch;
+    const feeds = {
+      inputs_embeds: {
+        dtype: DType.FLOAT,
+        dims: [b, contextLength, batch.inputsEmbeds.length / (b * contextLength)],
+        data: batch.inputsEmbeds,
+      },
+      positions: { dtype: DType.INT64, dims: [b, k], data: batch.positions },
+      answer_logits_grad: {
+        dtype: DType.FLOAT,
+        dims: [b, k, batch.logitsGrad.length / (b * k)],
+        data: batch.logitsGrad,
+      },
+    };
+    return this.answers().vjp.use(async (session) => {
+      const r = await session.run(feeds, { outputs: ['grad_inputs_embeds'], transferInputs: options.transferInputs });
+      return { gradInputsEmbeds: r.grad_inputs_embeds!.data as Float32Array };
+    });
   }
 
   /** Session pairs in the pool. */
@@ -184,6 +267,11 @@ export class LlmSessionPool {
 
   /** Refuses new batches, lets the running ones finish, and stops every worker thread. */
   async close(): Promise<void> {
-    await Promise.all([this.forwardSlots.close(), this.vjpSlots.close()]);
+    await Promise.all([
+      this.forwardSlots.close(),
+      this.vjpSlots.close(),
+      this.answerSlots?.forward.close(),
+      this.answerSlots?.vjp.close(),
+    ]);
   }
 }
