@@ -13,7 +13,7 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Operator } from '@fednano/operator';
+import { NatsRoundStore, Operator } from '@fednano/operator';
 import { createLogger, NatsServer } from '@fednano/service-kit';
 import { connectNats, ensureStorage, updateRoundStatus, writeInitialRound } from '@fednano/wire';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
@@ -44,7 +44,7 @@ const until = async (what: string, ok: () => boolean, timeoutMs = 120_000) => {
     await new Promise((r) => setTimeout(r, 5));
   }
 };
-const operator = new Operator(kc, nc, {
+const operator = new Operator(kc, async () => NatsRoundStore.connect(nc), {
   settings: { natsUrl: nats.url, images: { llmHost: 'l', aggregator: 'a', clientAgent: 'c' } },
   watchNamespace: '',
   log,

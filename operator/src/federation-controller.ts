@@ -2,6 +2,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { getCondition, setCondition } from './conditions.js';
 import type { Recorder } from './events.js';
+import { reconcileIdentities, syncNatsAccounts } from './identities.js';
 import type { Kube } from './kube.js';
 import {
   aggregatorDeployment,
@@ -14,7 +15,7 @@ import {
   SPEC_HASH,
 } from './resources.js';
 import type { Result } from './round-controller.js';
-import type { RoundStore } from './round-store.js';
+import { NatsAccountPending, type RoundStore } from './round-store.js';
 import {
   API_VERSION,
   type Federation,
@@ -69,7 +70,14 @@ export async function reconcileFederation(
   if (!f) return {};
   if (f.metadata.deletionTimestamp) {
     if (f.metadata.finalizers?.includes(FINALIZER)) {
-      await d.store.forgetFederation({ namespace, federation: name });
+      try {
+        await d.store.forgetFederation({ namespace, federation: name });
+      } catch (e) {
+        // An account NATS never loaded holds nothing to forget.
+        if (!(e instanceof NatsAccountPending)) throw e;
+      }
+      const accounts = d.settings.security?.natsAccounts;
+      if (accounts) await syncNatsAccounts(d.kube, accounts, { namespace, federation: name });
       await d.kube.replace({
         ...f,
         metadata: { ...f.metadata, finalizers: f.metadata.finalizers.filter((x) => x !== FINALIZER) },
@@ -84,6 +92,12 @@ export async function reconcileFederation(
     });
     return {};
   }
+
+  // Identities first: the Deployments and client pods mount their Secrets.
+  const identities = await reconcileIdentities(d.kube, f, d.settings.security ?? {});
+  for (const w of identities.written) d.recorder.event(f, 'Normal', 'IdentityIssued', `wrote Secret ${w}`);
+  for (const r of identities.removed)
+    d.recorder.event(f, 'Normal', 'IdentityRevoked', `deleted Secret ${r} (client left the roster)`);
 
   // Owned objects: create what is missing, replace what drifted from the desired spec (by hash).
   const desired: [KubernetesObject, KubernetesObject | undefined][] = [
@@ -109,8 +123,14 @@ export async function reconcileFederation(
   status.clients = f.spec.clients.length;
   const llm = d.kube.deployment(namespace, llmHostName(f));
   const agg = d.kube.deployment(namespace, aggregatorName(f));
-  const initial = await d.store.read({ namespace, federation: name }, 0);
+  let natsPending: string | undefined;
+  const initial = await d.store.read({ namespace, federation: name }, 0).catch((e: unknown) => {
+    if (!(e instanceof NatsAccountPending)) throw e;
+    natsPending = e.message;
+    return undefined;
+  });
   const waiting = [
+    natsPending && `the NATS account (${natsPending})`,
     (llm?.status?.availableReplicas ?? 0) < 1 && 'the llm-host',
     (agg?.status?.availableReplicas ?? 0) < 1 && 'the aggregator',
     !initial && 'the initial adapter',
@@ -121,7 +141,9 @@ export async function reconcileFederation(
   status.conditions = setCondition(status.conditions, {
     type: 'Ready',
     status: ready ? 'True' : 'False',
-    reason: ready ? 'ServicesAvailable' : (crashing?.reason ?? 'WaitingForServices'),
+    reason: ready
+      ? 'ServicesAvailable'
+      : (crashing?.reason ?? (natsPending ? 'WaitingForNatsAccount' : 'WaitingForServices')),
     message: ready
       ? 'llm-host and aggregator are available'
       : (crashing?.message ?? `waiting for ${waiting.join(', ')}`),
@@ -181,5 +203,8 @@ export async function reconcileFederation(
     status.currentRound = next;
   }
   if (!isDeepStrictEqual(status, f.status)) await d.kube.replaceStatus({ ...f, status });
-  return ready ? {} : { requeueAfterMs: 5_000 };
+  // Certificates are renewed on time even when nothing else happens.
+  const renew = identities.renewInMs;
+  const requeueAfterMs = Math.min(ready ? Number.POSITIVE_INFINITY : 5_000, renew ?? Number.POSITIVE_INFINITY);
+  return Number.isFinite(requeueAfterMs) ? { requeueAfterMs } : {};
 }

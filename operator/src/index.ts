@@ -1,6 +1,7 @@
 export * from './conditions.js';
 export * from './controller.js';
 export * from './federation-controller.js';
+export * from './identities.js';
 export * from './kube.js';
 export * from './operator.js';
 export * from './resources.js';

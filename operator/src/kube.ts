@@ -10,6 +10,7 @@ import {
   type ObjectCache,
   type V1Deployment,
   type V1Pod,
+  type V1Secret,
   type V1Service,
 } from '@kubernetes/client-node';
 import {
@@ -52,6 +53,10 @@ export interface Kube {
   replaceStatus(o: Federation | FederationRound): Promise<void>;
   /** Whether a Secret exists (read through the API: Secrets are not cached, to keep their contents out of memory). */
   secretExists(namespace: string, name: string): Promise<boolean>;
+  /** A Secret, read through the API (undefined when absent). */
+  readSecret(namespace: string, name: string): Promise<V1Secret | undefined>;
+  /** Secrets with these labels in a namespace ('' = every namespace), read through the API. */
+  listSecrets(namespace: string, labels: Record<string, string>): Promise<V1Secret[]>;
 }
 
 export interface KubeCaches {
@@ -175,6 +180,27 @@ export class ClusterKube implements Kube {
       if (isNotFound(e)) return false;
       throw e;
     }
+  }
+
+  async readSecret(namespace: string, name: string) {
+    this.count('get-secret');
+    try {
+      return await this.core.readNamespacedSecret({ name, namespace });
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    }
+  }
+
+  async listSecrets(namespace: string, labels: Record<string, string>) {
+    this.count('list-secrets');
+    const labelSelector = Object.entries(labels)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(',');
+    const list = namespace
+      ? await this.core.listNamespacedSecret({ namespace, labelSelector })
+      : await this.core.listSecretForAllNamespaces({ labelSelector });
+    return list.items.map((s) => ({ ...s, apiVersion: 'v1', kind: 'Secret' }));
   }
 
   async replaceStatus(o: Federation | FederationRound) {

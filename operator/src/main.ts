@@ -1,7 +1,10 @@
 import { createLogger, type FlagSpecs, onShutdown, serviceFlags, startOpsServer } from '@fednano/service-kit';
-import { connectNats } from '@fednano/wire';
+import { connectNats, type FederationRef, federationAccount } from '@fednano/wire';
 import { KubeConfig } from '@kubernetes/client-node';
+import { operatorNatsSeed, type SecuritySettings } from './identities.js';
+import type { Kube } from './kube.js';
 import { Operator } from './operator.js';
+import { AccountRoundStores, NatsAccountPending, NatsRoundStore, type WatchedRoundStore } from './round-store.js';
 
 export const OPERATOR_FLAGS = {
   kubeconfig: {
@@ -9,7 +12,22 @@ export const OPERATOR_FLAGS = {
     description: 'kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then the in-cluster service account)',
   },
   nats: { type: 'string', description: 'NATS server URL(s) with JetStream', default: 'nats://nats:4222' },
-  'nats-creds': { type: 'string', description: 'NATS credentials file' },
+  'nats-creds': { type: 'string', description: 'NATS credentials file (without --nats-accounts-secret)' },
+  'nats-accounts-secret': {
+    type: 'string',
+    description:
+      'namespace/name of a Secret to write the NATS accounts config to (key accounts.conf): turns on per-federation NATS accounts and per-party NKey users issued by the operator',
+  },
+  mtls: {
+    type: 'boolean',
+    description: 'Issue a CA per federation and certificates, and run client-agent -> llm-host traffic over mutual TLS',
+    default: false,
+  },
+  'certificate-lifetime-hours': {
+    type: 'number',
+    description: 'Lifetime of issued client and llm-host certificates (renewed with a third left)',
+    default: 24,
+  },
   'watch-namespace': { type: 'string', description: "Namespace to watch ('' = all)", default: '' },
   'llm-host-image': {
     type: 'string',
@@ -37,6 +55,47 @@ export const OPERATOR_FLAGS = {
   'log-level': { type: 'string', description: 'pino log level (trace, debug, info, warn, error)', default: 'info' },
 } as const satisfies FlagSpecs;
 
+function securitySettings(flags: {
+  'nats-accounts-secret'?: string;
+  'nats-creds'?: string;
+  mtls: boolean;
+  'certificate-lifetime-hours': number;
+}): SecuritySettings {
+  const s: SecuritySettings = {
+    mtls: flags.mtls,
+    certificateLifetimeMs: flags['certificate-lifetime-hours'] * 3_600_000,
+  };
+  if (!(flags['certificate-lifetime-hours'] > 0)) throw new Error('--certificate-lifetime-hours must be positive');
+  if (flags['nats-accounts-secret']) {
+    const [namespace, name, ...rest] = flags['nats-accounts-secret'].split('/');
+    if (!namespace || !name || rest.length > 0)
+      throw new Error(`--nats-accounts-secret must be namespace/name, got '${flags['nats-accounts-secret']}'`);
+    if (flags['nats-creds']) throw new Error('--nats-creds and --nats-accounts-secret exclude each other');
+    s.natsAccounts = { namespace, name };
+  }
+  return s;
+}
+
+/** The operator's connection to one federation's account, with its seed from the federation's identities Secret. */
+async function connectToAccount(kube: Kube, f: FederationRef, servers: string) {
+  const seed = await operatorNatsSeed(kube, f);
+  if (!seed) throw new NatsAccountPending(`the NATS identities of ${f.namespace}/${f.federation} are not issued yet`);
+  try {
+    return await connectNats({
+      servers,
+      name: `fednano-operator-${f.namespace}-${f.federation}`,
+      nkeySeed: seed,
+      reconnectForever: true,
+    });
+  } catch (e) {
+    if (/authorization violation/i.test((e as Error).message))
+      throw new NatsAccountPending(
+        `NATS does not know account ${federationAccount(f)} yet: the server must include the accounts Secret's accounts.conf and reload it`,
+      );
+    throw e;
+  }
+}
+
 export async function main(argv: string[]): Promise<void> {
   const flags = serviceFlags(
     'fednano-operator',
@@ -50,14 +109,23 @@ export async function main(argv: string[]): Promise<void> {
     const kc = new KubeConfig();
     if (flags.kubeconfig) kc.loadFromFile(flags.kubeconfig);
     else kc.loadFromDefault();
-    const nc = await connectNats({
-      servers: flags.nats,
-      name: 'fednano-operator',
-      credsFile: flags['nats-creds'],
-      reconnectForever: true,
-    });
-    const operator = new Operator(kc, nc, {
+    const security = securitySettings(flags);
+    const openStore = security.natsAccounts
+      ? async (kube: Kube): Promise<WatchedRoundStore> =>
+          new AccountRoundStores((f) => connectToAccount(kube, f, flags.nats))
+      : async (): Promise<WatchedRoundStore> =>
+          NatsRoundStore.connect(
+            await connectNats({
+              servers: flags.nats,
+              name: 'fednano-operator',
+              credsFile: flags['nats-creds'],
+              reconnectForever: true,
+            }),
+            true,
+          );
+    const operator = new Operator(kc, openStore, {
       settings: {
+        security,
         natsUrl: flags.nats,
         images: {
           llmHost: flags['llm-host-image'],
@@ -77,7 +145,6 @@ export async function main(argv: string[]): Promise<void> {
     });
     onShutdown(log, async () => {
       await operator.stop();
-      await nc.drain();
       await ops.close();
     });
     await operator.start();

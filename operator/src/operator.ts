@@ -1,16 +1,16 @@
 import { hostname } from 'node:os';
 import type { Logger } from '@fednano/service-kit';
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
-import type { NatsConnection } from '@nats-io/nats-core';
 import { Controller } from './controller.js';
 import { ApiRecorder, type Recorder } from './events.js';
 import { reconcileFederation } from './federation-controller.js';
+import type { Kube } from './kube.js';
 import { ClusterKube } from './kube.js';
 import { LeaderElector } from './leader.js';
 import { type OperatorMetrics, operatorMetrics } from './metrics.js';
 import type { OperatorSettings } from './resources.js';
 import { reconcileRound } from './round-controller.js';
-import { NatsRoundStore } from './round-store.js';
+import type { WatchedRoundStore } from './round-store.js';
 import { LABELS } from './types.js';
 
 export interface OperatorOptions {
@@ -33,11 +33,13 @@ export class Operator {
   readonly rounds: Controller;
   private elector?: LeaderElector;
   private stopWatch?: () => void;
+  private store?: WatchedRoundStore;
   ready = false;
 
   constructor(
     private readonly kc: KubeConfig,
-    private readonly nc: NatsConnection,
+    /** Opens the NATS side: one connection (NatsRoundStore) or one per federation account (AccountRoundStores). */
+    private readonly openStore: (kube: Kube) => Promise<WatchedRoundStore>,
     private readonly o: OperatorOptions,
   ) {
     const controllers: Record<string, Controller> = {};
@@ -78,7 +80,8 @@ export class Operator {
       });
       this.metrics.leader.set(1);
     }
-    const store = await NatsRoundStore.connect(this.nc);
+    const store = await this.openStore(this.kube);
+    this.store = store;
     const recorder: Recorder = new ApiRecorder(this.kc, log);
     this.deps = { kube: this.kube, store, recorder, settings: this.o.settings };
     const c = this.kube.caches;
@@ -129,6 +132,7 @@ export class Operator {
     this.stopWatch?.();
     await Promise.all([this.federations.stop(), this.rounds.stop()]);
     await Promise.all(Object.values(this.kube.caches).map((i) => i.stop()));
+    await this.store?.close();
     await this.elector?.release();
     this.metrics.leader.set(0);
   }

@@ -9,7 +9,13 @@ import { Pod } from 'kubernetes-models/v1/Pod';
 import { Service } from 'kubernetes-models/v1/Service';
 import { parse } from 'yaml';
 import { setCondition } from './conditions.js';
-import { aggregatorDeployment, clientAgentPod, llmHostDeployment, llmHostService } from './resources.js';
+import {
+  aggregatorDeployment,
+  clientAgentPod,
+  issuedClientIdentity,
+  llmHostDeployment,
+  llmHostService,
+} from './resources.js';
 import { API_VERSION, type Federation, type FederationRound } from './types.js';
 import { WorkQueue } from './workqueue.js';
 
@@ -118,8 +124,38 @@ test('every object the operator creates validates against the Kubernetes schemas
   new Service(llmHostService(fed) as never).validate();
   new Pod(JSON.parse(JSON.stringify(clientAgentPod(fed, round, fed.spec.clients[0]!, 0, settings)))).validate();
   new Pod(
-    JSON.parse(JSON.stringify(clientAgentPod(fed, round, fed.spec.clients[0]!, 1, settings, 'vqa-c0-nats'))),
+    JSON.parse(
+      JSON.stringify(
+        clientAgentPod(fed, round, fed.spec.clients[0]!, 1, settings, {
+          secret: 'vqa-c0-nats',
+          nats: true,
+          tls: false,
+        }),
+      ),
+    ),
   ).validate();
+  // With operator-issued identities: mounted Secrets and TLS/NATS flags on every part.
+  const secure = {
+    ...settings,
+    security: { natsAccounts: { namespace: 'fednano', name: 'nats-accounts' }, mtls: true },
+  };
+  const host = llmHostDeployment(fed, secure);
+  new Deployment(host as never).validate();
+  const hostArgs = host.spec!.template.spec!.containers[0]!.args!.join(' ');
+  assert.match(
+    hostArgs,
+    /--tls-client-ca \/var\/run\/secrets\/fednano\/ca.crt --federation default\/vqa --revoked-serials/,
+  );
+  const agg = aggregatorDeployment(fed, secure);
+  new Deployment(agg as never).validate();
+  assert.equal(agg.spec!.template.spec!.volumes![0]!.secret!.secretName, 'vqa-aggregator-identity');
+  const pod = clientAgentPod(fed, round, fed.spec.clients[0]!, 0, secure, issuedClientIdentity(fed, 'c0', secure));
+  new Pod(JSON.parse(JSON.stringify(pod))).validate();
+  assert.equal(pod.spec!.volumes!.find((v) => v.name === 'identity')!.secret!.secretName, 'vqa-c0-identity');
+  assert.match(
+    pod.spec!.containers[0]!.args!.join(' '),
+    /--nats-creds .*nats.creds .*--tls-server-name vqa-llm-host\.default\.svc\.cluster\.local$/,
+  );
   assert.throws(() =>
     new Pod({ metadata: { name: 'x' }, spec: { containers: [{ name: 'c', image: 1 }] } } as never).validate(),
   );

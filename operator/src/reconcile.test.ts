@@ -261,7 +261,7 @@ describe('FederationRound reconcile', () => {
     const c = pod.spec!.containers[0]!;
     assert.deepEqual(c.args!.slice(-2), ['--nats-creds', '/var/run/secrets/fednano/nats.creds']);
     assert.deepEqual(pod.spec!.volumes!.at(-1), {
-      name: 'nats-creds',
+      name: 'identity',
       secret: { secretName: 'vqa-c2-nats', defaultMode: 0o400 },
     });
     assert.equal(c.volumeMounts!.at(-1)!.readOnly, true);

@@ -7,6 +7,7 @@ import type {
   V1SecurityContext,
   V1Service,
 } from '@kubernetes/client-node';
+import { identitySecrets, SECRET_KEYS, type SecuritySettings } from './identities.js';
 import { API_VERSION, type Federation, type FederationRound, LABELS, MANAGER, type RosterClient } from './types.js';
 
 /**
@@ -23,7 +24,18 @@ export interface OperatorSettings {
   images: Images;
   /** NATS URL the services connect to. */
   natsUrl: string;
+  /** Operator-issued NATS identities and mutual TLS (identities.ts); off when absent. */
+  security?: SecuritySettings;
 }
+
+/** Where a pod's identity Secret is mounted. */
+const IDENTITY_DIR = '/var/run/secrets/fednano';
+const identityFile = (key: string) => `${IDENTITY_DIR}/${key}`;
+const identityVolume = (secretName: string) => ({
+  name: 'identity',
+  secret: { secretName, defaultMode: 0o400 },
+});
+const identityMount = { name: 'identity', mountPath: IDENTITY_DIR, readOnly: true };
 
 export const LLM_HOST_GRPC_PORT = 50051;
 export const OPS_PORT = 9090;
@@ -83,6 +95,7 @@ export function llmHostDeployment(f: Federation, s: OperatorSettings): V1Deploym
   const h = f.spec.llmHost ?? {};
   const gpus = h.gpus ?? 1;
   const l = labels(f, 'llm-host');
+  const mtls = s.security?.mtls === true;
   return withHash<V1Deployment>({
     apiVersion: 'apps/v1',
     kind: 'Deployment',
@@ -96,6 +109,7 @@ export function llmHostDeployment(f: Federation, s: OperatorSettings): V1Deploym
           nodeSelector: h.nodeSelector,
           tolerations: h.tolerations as never,
           securityContext: { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } },
+          volumes: mtls ? [identityVolume(identitySecrets.llmHost(f))] : undefined,
           containers: [
             {
               name: 'llm-host',
@@ -109,7 +123,22 @@ export function llmHostDeployment(f: Federation, s: OperatorSettings): V1Deploym
                 String(OPS_PORT),
                 '--execution-provider',
                 gpus > 0 ? 'cuda' : 'cpu',
+                ...(mtls
+                  ? [
+                      '--tls-cert',
+                      identityFile(SECRET_KEYS.cert),
+                      '--tls-key',
+                      identityFile(SECRET_KEYS.key),
+                      '--tls-client-ca',
+                      identityFile(SECRET_KEYS.ca),
+                      '--federation',
+                      `${f.metadata.namespace}/${f.metadata.name}`,
+                      '--revoked-serials',
+                      identityFile(SECRET_KEYS.revoked),
+                    ]
+                  : []),
               ],
+              volumeMounts: mtls ? [identityMount] : undefined,
               ports: [
                 { name: 'grpc', containerPort: LLM_HOST_GRPC_PORT },
                 { name: 'ops', containerPort: OPS_PORT },
@@ -150,6 +179,7 @@ export function llmHostService(f: Federation): V1Service {
 export function aggregatorDeployment(f: Federation, s: OperatorSettings): V1Deployment {
   const a = f.spec.aggregator ?? {};
   const l = labels(f, 'aggregator');
+  const nats = s.security?.natsAccounts !== undefined;
   return withHash<V1Deployment>({
     apiVersion: 'apps/v1',
     kind: 'Deployment',
@@ -163,6 +193,7 @@ export function aggregatorDeployment(f: Federation, s: OperatorSettings): V1Depl
         metadata: { labels: l },
         spec: {
           securityContext: { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } },
+          volumes: nats ? [identityVolume(identitySecrets.aggregator(f))] : undefined,
           containers: [
             {
               name: 'aggregator',
@@ -182,7 +213,9 @@ export function aggregatorDeployment(f: Federation, s: OperatorSettings): V1Depl
                 String(f.spec.adapter.rank),
                 '--adapter-alpha',
                 String(f.spec.adapter.alpha),
+                ...(nats ? ['--nats-creds', identityFile(SECRET_KEYS.natsCreds)] : []),
               ],
+              volumeMounts: nats ? [identityMount] : undefined,
               ports: [{ name: 'ops', containerPort: OPS_PORT }],
               resources: a.resources as never,
               securityContext: RESTRICTED,
@@ -195,10 +228,27 @@ export function aggregatorDeployment(f: Federation, s: OperatorSettings): V1Depl
   });
 }
 
-/** The Secret a client's NATS credentials come from, when it exists: key `nats.creds` (a user JWT + NKey seed). */
+/**
+ * A user-provided Secret with a client's NATS credentials (key `nats.creds`), mounted when it exists and the operator
+ * issues no identities itself.
+ */
 export const clientCredentialsSecret = (f: Federation, client: string) => `${f.metadata.name}-${client}-nats`;
-const CREDS_DIR = '/var/run/secrets/fednano';
 
+/** What a client-agent pod mounts from its identity Secret. */
+export interface ClientIdentity {
+  secret: string;
+  /** The Secret has `nats.creds`. */
+  nats: boolean;
+  /** The Secret has `tls.crt`, `tls.key` and `ca.crt` for mutual TLS with the llm-host. */
+  tls: boolean;
+}
+
+/** The identity a client's pod gets under these settings (undefined: look for a user-provided Secret). */
+export function issuedClientIdentity(f: Federation, client: string, s: OperatorSettings): ClientIdentity | undefined {
+  const nats = s.security?.natsAccounts !== undefined;
+  const tls = s.security?.mtls === true;
+  return nats || tls ? { secret: identitySecrets.client(f, client), nats, tls } : undefined;
+}
 export const clientPodName = (r: FederationRound, client: string, attempt: number) =>
   `${r.metadata.name}-${client}-${attempt}`.slice(0, 253);
 
@@ -209,8 +259,7 @@ export function clientAgentPod(
   client: RosterClient,
   attempt: number,
   s: OperatorSettings,
-  /** Mount this Secret's `nats.creds` and connect with it. */
-  credentialsSecret?: string,
+  identity?: ClientIdentity,
 ): V1Pod {
   const l = labels(f, 'client-agent', { [LABELS.round]: r.metadata.name!, [LABELS.client]: client.name });
   return {
@@ -230,9 +279,7 @@ export function clientAgentPod(
       volumes: [
         { name: 'data', ...(client.dataVolume ?? { emptyDir: {} }) } as never,
         { name: 'tmp', emptyDir: {} },
-        ...(credentialsSecret
-          ? [{ name: 'nats-creds', secret: { secretName: credentialsSecret, defaultMode: 0o400 } }]
-          : []),
+        ...(identity ? [identityVolume(identity.secret)] : []),
       ],
       containers: [
         {
@@ -255,12 +302,25 @@ export function clientAgentPod(
             f.spec.model.path,
             '--data',
             '/data',
-            ...(credentialsSecret ? ['--nats-creds', `${CREDS_DIR}/nats.creds`] : []),
+            ...(identity?.nats ? ['--nats-creds', identityFile(SECRET_KEYS.natsCreds)] : []),
+            ...(identity?.tls
+              ? [
+                  '--tls-ca',
+                  identityFile(SECRET_KEYS.ca),
+                  '--tls-cert',
+                  identityFile(SECRET_KEYS.cert),
+                  '--tls-key',
+                  identityFile(SECRET_KEYS.key),
+                  // The certificate names the Service; the address may be rewritten (proxies, tests).
+                  '--tls-server-name',
+                  llmHostAddress(f).replace(/:\d+$/, ''),
+                ]
+              : []),
           ],
           volumeMounts: [
             { name: 'data', mountPath: '/data', readOnly: true },
             { name: 'tmp', mountPath: '/tmp' },
-            ...(credentialsSecret ? [{ name: 'nats-creds', mountPath: CREDS_DIR, readOnly: true }] : []),
+            ...(identity ? [identityMount] : []),
           ],
           resources: { requests: { cpu: '500m', memory: '512Mi' }, limits: { memory: '2Gi' } },
           securityContext: RESTRICTED,

@@ -7,8 +7,10 @@ import type { Recorder } from './events.js';
 import type { Kube } from './kube.js';
 import {
   aggregatorName,
+  type ClientIdentity,
   clientAgentPod,
   clientCredentialsSecret,
+  issuedClientIdentity,
   llmHostName,
   type OperatorSettings,
 } from './resources.js';
@@ -69,6 +71,18 @@ const available = (d: { status?: { availableReplicas?: number } } | undefined) =
  * failed Pods, cleanup when decided), and writes what it saw to status. The aggregator decides the round (quorum and
  * deadline); the operator reflects that decision.
  */
+/** Operator-issued identity, else a user-provided NATS credentials Secret when one exists, else none. */
+async function clientIdentity(
+  d: RoundControllerDeps,
+  f: Federation,
+  client: string,
+): Promise<ClientIdentity | undefined> {
+  const issued = issuedClientIdentity(f, client, d.settings);
+  if (issued) return issued;
+  const secret = clientCredentialsSecret(f, client);
+  return (await d.kube.secretExists(f.metadata.namespace!, secret)) ? { secret, nats: true, tls: false } : undefined;
+}
+
 export async function reconcileRound(d: RoundControllerDeps, namespace: string, name: string): Promise<Result> {
   const now = d.now?.() ?? new Date();
   const r = d.kube.round(namespace, name);
@@ -268,9 +282,7 @@ async function reflect(
     if (!decided && (!latest || (state === 'Failed' && restarts < maxRetries))) {
       const client = f.spec.clients.find((c) => c.name === name)!;
       const attempt = latest ? attemptOf(latest) + 1 : 0;
-      const secret = clientCredentialsSecret(f, name);
-      const creds = (await d.kube.secretExists(r.metadata.namespace!, secret)) ? secret : undefined;
-      await d.kube.create(clientAgentPod(f, r, client, attempt, d.settings, creds));
+      await d.kube.create(clientAgentPod(f, r, client, attempt, d.settings, await clientIdentity(d, f, name)));
       created++;
       if (latest)
         d.recorder.event(

@@ -26,14 +26,34 @@ export interface RoundStore {
   forgetFederation(f: FederationRef): Promise<void>;
 }
 
-export class NatsRoundStore implements RoundStore {
+export type RoundChange = (f: FederationRef, round: number, doc: RoundDocument) => void;
+
+/** A store that also reports every change of a round record (the round controller's trigger). */
+export interface WatchedRoundStore extends RoundStore {
+  watch(onChange: RoundChange): Promise<() => void>;
+  close(): Promise<void>;
+}
+
+/** The federation's NATS account is not usable yet (identities not issued, or not yet loaded by the server). */
+export class NatsAccountPending extends Error {
+  override name = 'NatsAccountPending';
+}
+
+export class NatsRoundStore implements WatchedRoundStore {
   private constructor(
+    private readonly nc: NatsConnection,
     private readonly storage: FederationStorage,
     private readonly jsm: JetStreamManager,
+    private readonly ownsConnection: boolean,
   ) {}
 
-  static async connect(nc: NatsConnection): Promise<NatsRoundStore> {
-    return new NatsRoundStore(await ensureStorage(nc), await jetstreamManager(nc));
+  /** `ownsConnection`: close the connection with the store. */
+  static async connect(nc: NatsConnection, ownsConnection = false): Promise<NatsRoundStore> {
+    return new NatsRoundStore(nc, await ensureStorage(nc), await jetstreamManager(nc), ownsConnection);
+  }
+
+  async close(): Promise<void> {
+    if (this.ownsConnection) await this.nc.drain().catch(() => {});
   }
 
   get kv() {
@@ -75,7 +95,7 @@ export class NatsRoundStore implements RoundStore {
   }
 
   /** Calls `onChange(f, round)` for every change of any round record (the round controller's trigger). */
-  async watch(onChange: (f: FederationRef, round: number, doc: RoundDocument) => void): Promise<() => void> {
+  async watch(onChange: RoundChange): Promise<() => void> {
     const w = await this.storage.kv.watch({ key: '>' });
     (async () => {
       for await (const e of w) {
@@ -85,5 +105,66 @@ export class NatsRoundStore implements RoundStore {
       }
     })().catch(() => {});
     return () => w.stop();
+  }
+}
+
+/**
+ * One store per federation account (per-federation NATS identities, wire's nats-auth): each federation's records live
+ * in its own account, reached with the operator's user in that account. Connections open on first use and a
+ * federation's watch starts with its connection; a connection refused because the server has not loaded the account
+ * yet is a NatsAccountPending, retried on the next reconcile.
+ */
+export class AccountRoundStores implements WatchedRoundStore {
+  private readonly stores = new Map<string, Promise<NatsRoundStore>>();
+  private readonly stopWatches = new Map<string, () => void>();
+  private onChange?: RoundChange;
+
+  constructor(private readonly connect: (f: FederationRef) => Promise<NatsConnection>) {}
+
+  private storeFor(f: FederationRef): Promise<NatsRoundStore> {
+    const key = `${f.namespace}/${f.federation}`;
+    let store = this.stores.get(key);
+    if (!store) {
+      store = (async () => {
+        const s = await NatsRoundStore.connect(await this.connect(f), true);
+        if (this.onChange) this.stopWatches.set(key, await s.watch(this.onChange));
+        return s;
+      })();
+      this.stores.set(key, store);
+      store.catch(() => this.stores.delete(key));
+    }
+    return store;
+  }
+
+  async read(f: FederationRef, round: number) {
+    return (await this.storeFor(f)).read(f, round);
+  }
+  async open(spec: RoundSpec) {
+    await (await this.storeFor(spec)).open(spec);
+  }
+  async forgetRound(f: FederationRef, round: number) {
+    await (await this.storeFor(f)).forgetRound(f, round);
+  }
+  async forgetFederation(f: FederationRef) {
+    const key = `${f.namespace}/${f.federation}`;
+    const store = await this.storeFor(f);
+    await store.forgetFederation(f);
+    this.stopWatches.get(key)?.();
+    this.stopWatches.delete(key);
+    this.stores.delete(key);
+    await store.close();
+  }
+
+  async watch(onChange: RoundChange): Promise<() => void> {
+    this.onChange = onChange;
+    return () => {
+      for (const stop of this.stopWatches.values()) stop();
+      this.stopWatches.clear();
+    };
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.stores.values()) await (await s.catch(() => undefined))?.close();
+    this.stores.clear();
   }
 }

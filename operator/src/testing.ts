@@ -1,5 +1,5 @@
 import type { FederationRef, RoundDocument, RoundSpec } from '@fednano/wire';
-import type { KubernetesObject, V1Deployment, V1Pod, V1Service } from '@kubernetes/client-node';
+import type { KubernetesObject, V1Deployment, V1Pod, V1Secret, V1Service } from '@kubernetes/client-node';
 import type { EventType, Recorder } from './events.js';
 import type { Kube } from './kube.js';
 import type { RoundStore } from './round-store.js';
@@ -90,7 +90,16 @@ export class FakeKube implements Kube {
   }
   readonly secrets = new Set<string>();
   async secretExists(ns: string, name: string) {
-    return this.secrets.has(`${ns}/${name}`);
+    return this.secrets.has(`${ns}/${name}`) || this.objects.has(`Secret/${ns}/${name}`);
+  }
+  async readSecret(ns: string, name: string) {
+    return structuredClone(this.get<V1Secret>('Secret', ns, name));
+  }
+  async listSecrets(ns: string, labels: Record<string, string>) {
+    return [...this.objects.values()]
+      .filter((o) => o.kind === 'Secret' && (!ns || o.metadata?.namespace === ns))
+      .filter((o) => Object.entries(labels).every(([k, v]) => o.metadata?.labels?.[k] === v))
+      .map((o) => structuredClone(o) as V1Secret);
   }
   /** Marks a Deployment available, as its controller would. */
   setAvailable(ns: string, name: string) {

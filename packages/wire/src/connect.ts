@@ -13,6 +13,8 @@ export interface NatsConnectOptions {
    * or an NKey user seed file (`SU...`, the identities the operator generates; see nats-auth.ts).
    */
   credsFile?: string;
+  /** An NKey user seed given directly (the operator holds its per-account seeds in memory). */
+  nkeySeed?: string;
   /** Keep reconnecting forever (services) rather than giving up (one-shot jobs use the default). */
   reconnectForever?: boolean;
 }
@@ -20,7 +22,11 @@ export interface NatsConnectOptions {
 export async function connectNats(o: NatsConnectOptions): Promise<NatsConnection> {
   let authenticator: Authenticator | undefined;
   let inboxPrefix: string | undefined;
-  if (o.credsFile) {
+  if (o.nkeySeed) {
+    const identity = natsIdentityFromSeed(o.nkeySeed);
+    authenticator = nkeyAuthenticator(new TextEncoder().encode(identity.seed));
+    inboxPrefix = identityInboxPrefix(identity.publicKey);
+  } else if (o.credsFile) {
     let creds: Uint8Array;
     try {
       creds = await readFile(o.credsFile);

@@ -24,6 +24,11 @@ export interface TlsFiles {
   ca?: string;
   cert?: string;
   key?: string;
+  /**
+   * Client only: the name the server's certificate must carry, when it differs from the address dialled (an IP, a
+   * port-forward or proxy in front of the Service).
+   */
+  serverName?: string;
 }
 
 const read = (path: string | undefined, what: string): Buffer | null => {
@@ -58,8 +63,11 @@ export function clientCredentials(tls: TlsFiles = {}): grpc.ChannelCredentials {
   return grpc.credentials.createSsl(read(tls.ca, 'CA'), read(tls.key, 'key'), read(tls.cert, 'certificate'));
 }
 
-export function channelOptions(maxMessageBytes: number): grpc.ChannelOptions {
+export function channelOptions(maxMessageBytes: number, tls: TlsFiles = {}): grpc.ChannelOptions {
   return {
+    ...(tls.serverName
+      ? { 'grpc.ssl_target_name_override': tls.serverName, 'grpc.default_authority': tls.serverName }
+      : {}),
     'grpc.max_receive_message_length': maxMessageBytes,
     'grpc.max_send_message_length': maxMessageBytes,
     'grpc.keepalive_time_ms': 30_000,

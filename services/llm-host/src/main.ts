@@ -1,6 +1,7 @@
 import { labelPrivateParts, loadModelFolder } from '@fednano/model';
 import { createLogger, type FlagSpecs, onShutdown, serviceFlags, startOpsServer } from '@fednano/service-kit';
-import { DEFAULT_MAX_MESSAGE_BYTES, serverCredentials } from '@fednano/wire';
+import { checkName, DEFAULT_MAX_MESSAGE_BYTES, serverCredentials } from '@fednano/wire';
+import { type CallerPolicy, RevocationList } from './authorization.js';
 import { BatchingLlm } from './llm-batching.js';
 import { llmHostMetrics } from './metrics.js';
 import { createLlmHostServer } from './server.js';
@@ -34,7 +35,36 @@ export const LLM_HOST_FLAGS = {
       'Serve ForwardLogits/BackwardLogits (label-private training: targets stay on the client); builds two more graphs and sessions',
     default: true,
   },
+  federation: {
+    type: 'string',
+    description:
+      'namespace/name of the federation served; with mutual TLS only client certificates of this federation may call',
+  },
+  'revoked-serials': {
+    type: 'string',
+    description: 'File of revoked client certificate serials (hex, one per line); re-read when it changes',
+  },
 } as const satisfies FlagSpecs;
+
+/** Certificate authorization: on with mutual TLS, which then needs to know the federation it serves. */
+function callerPolicy(flags: {
+  'tls-client-ca'?: string;
+  federation?: string;
+  'revoked-serials'?: string;
+}): CallerPolicy | undefined {
+  if (!flags['tls-client-ca']) {
+    if (flags.federation || flags['revoked-serials'])
+      throw new Error('--federation and --revoked-serials need mutual TLS (--tls-client-ca)');
+    return undefined;
+  }
+  const [namespace, federation, ...rest] = (flags.federation ?? '').split('/');
+  if (!namespace || !federation || rest.length > 0)
+    throw new Error(`--federation must be namespace/name with mutual TLS, got '${flags.federation ?? ''}'`);
+  return {
+    federation: { namespace: checkName('namespace', namespace), federation: checkName('federation', federation) },
+    revoked: new RevocationList(flags['revoked-serials']),
+  };
+}
 
 export async function main(argv: string[]): Promise<void> {
   const flags = serviceFlags(
@@ -93,6 +123,7 @@ export async function main(argv: string[]): Promise<void> {
       maxMessageBytes: flags['max-message-bytes'],
       metrics,
       log,
+      authorization: callerPolicy(flags),
     });
     const credentials = serverCredentials({
       cert: flags['tls-cert'],

@@ -10,6 +10,7 @@ import {
   readInt64,
   TensorError,
 } from '@fednano/wire';
+import { AuthorizationError, authorizeCaller, type CallerPolicy } from './authorization.js';
 import { labelPrivateHandlers } from './label-private-handlers.js';
 import type { LlmHostMetrics } from './metrics.js';
 
@@ -21,6 +22,8 @@ export interface LlmHostServiceOptions {
   maxMessageBytes: number;
   metrics: LlmHostMetrics;
   log: Logger;
+  /** With mutual TLS: which client certificates may call (federation, revocations). Absent: any caller. */
+  authorization?: CallerPolicy;
 }
 
 /** Maps a failure to the gRPC status a client can act on: its own bad input is not worth retrying; the rest is. */
@@ -47,6 +50,19 @@ export function createLlmHostServer(o: LlmHostServiceOptions): grpc.Server {
   ): grpc.handleUnaryCall<Req, Res> {
     return (call, callback) => {
       const end = metrics.requestDuration.startTimer({ method });
+      if (o.authorization) {
+        const claimed = (call.request as { clientId?: string }).clientId;
+        try {
+          authorizeCaller(call.getAuthContext(), claimed, o.authorization);
+        } catch (e) {
+          if (!(e instanceof AuthorizationError)) throw e;
+          metrics.refused.inc({ reason: e.reason });
+          end({ code: grpc.status[e.code] });
+          log.warn({ method, peer: call.getPeer(), reason: e.reason, err: e.message }, 'request refused');
+          callback({ code: e.code, details: e.message });
+          return;
+        }
+      }
       handle(call.request, call.getPeer()).then(
         ({ response, bytesIn, bytesOut }) => {
           metrics.receivedBytes.inc({ method }, bytesIn);
