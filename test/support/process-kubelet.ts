@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +21,7 @@ import {
  * bind the Pods).
  * - Kubelet: registers its nodes, then runs each container of a Pod bound to one of its nodes as a local process of the service the image
  *   names, with every container port mapped to a free local port, hostPath volumes mapped to their host folders,
+ *   secret volumes written to temp folders (and re-synced while the pod runs),
  *   readiness from the httpGet probe, restarts for restartPolicy Always, and phases reported back in Pod status.
  * - kube-proxy: each Service port gets a stable local port forwarding to a Ready backend, and
  *   `<service>.<namespace>.svc[.cluster.local]:<port>` in a container's args resolves to it.
@@ -33,10 +34,24 @@ export interface ProcessKubeletOptions {
   env?: NodeJS.ProcessEnv;
   /** Where logs go: one file per pod under this folder (kept in memory otherwise). */
   onLog?: (pod: string, line: string) => void;
+  /**
+   * Rewrites a container's arguments (after ports and Service names are resolved) before its process starts: the
+   * fault tests route one pod's NATS connection through a misbehaving proxy this way.
+   */
+  rewriteArgs?: (pod: V1Pod, args: string[]) => string[];
+}
+
+interface SecretVolume {
+  namespace: string;
+  secret: string;
+  dir: string;
+  mode?: number;
 }
 
 interface Running {
   pod: V1Pod;
+  /** Secret volumes, re-synced from the API while the pod runs. */
+  secretVolumes: SecretVolume[];
   child?: ChildProcess;
   ports: Map<number, number>;
   ready: boolean;
@@ -118,6 +133,8 @@ export class ProcessKubelet {
   private async sync(): Promise<void> {
     await this.syncPods();
     await this.syncProxies();
+    for (const r of this.running.values())
+      for (const v of r.secretVolumes) await this.projectSecret(v).catch(() => false);
   }
 
   // ---- kubelet ---------------------------------------------------------------------------------------------
@@ -156,7 +173,15 @@ export class ProcessKubelet {
     const c = p.spec!.containers[0]!;
     const image = (c.image ?? '').replace(/:[^/]*$/, '');
     const entry = this.o.images[image] ?? Object.entries(this.o.images).find(([k]) => image.endsWith(k))?.[1];
-    const r: Running = { pod: p, ports: new Map(), ready: false, restarts: 0, stopping: false, lastLines: [] };
+    const r: Running = {
+      pod: p,
+      secretVolumes: [],
+      ports: new Map(),
+      ready: false,
+      restarts: 0,
+      stopping: false,
+      lastLines: [],
+    };
     this.running.set(key(p), r);
     if (!entry) {
       await this.setStatus(p, {
@@ -175,6 +200,26 @@ export class ProcessKubelet {
         const dir = await mkdtemp(join(tmpdir(), 'fednano-emptydir-'));
         this.emptyDirs.push(dir);
         mounts.set(m.mountPath, dir);
+      } else if (v?.secret?.secretName) {
+        const dir = await mkdtemp(join(tmpdir(), 'fednano-secret-'));
+        this.emptyDirs.push(dir);
+        mounts.set(m.mountPath, dir);
+        const volume = {
+          namespace: p.metadata!.namespace!,
+          secret: v.secret.secretName,
+          dir,
+          mode: v.secret.defaultMode,
+        };
+        if (!(await this.projectSecret(volume))) {
+          await this.setStatus(p, {
+            phase: 'Pending',
+            reason: 'ContainerCreating',
+            message: `secret "${v.secret.secretName}" not found`,
+          });
+          this.running.delete(key(p)); // tried again on the next sync, as the kubelet retries the mount
+          return;
+        }
+        r.secretVolumes.push(volume);
       }
     }
     await this.setStatus(p, {
@@ -191,12 +236,13 @@ export class ProcessKubelet {
   }
 
   private launch(r: Running, entry: string, c: V1Container, mounts: Map<string, string>): void {
-    const args = (c.args ?? []).map((a, i, all) => {
+    const resolved = (c.args ?? []).map((a, i, all) => {
       // The container's own ports: `--port 50051` listens on the mapped local port.
       const prev = all[i - 1] ?? '';
       if (/^--.*port$/.test(prev) && r.ports.has(Number(a))) return String(r.ports.get(Number(a)));
       return this.resolve(a, mounts);
     });
+    const args = this.o.rewriteArgs?.(r.pod, resolved) ?? resolved;
     const env: NodeJS.ProcessEnv = { ...process.env, ...this.o.env };
     for (const e of c.env ?? []) if (e.value !== undefined) env[e.name] = this.resolve(e.value, mounts);
     const child = spawn(process.execPath, [entry, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -299,6 +345,30 @@ export class ProcessKubelet {
     }
   }
 
+  /**
+   * Writes a Secret's keys as files (a secret volume); false when the Secret does not exist. Called again while the
+   * pod runs, so updated Secrets (renewed certificates, revocation lists) reach the files as the kubelet syncs them.
+   */
+  private async projectSecret(v: SecretVolume): Promise<boolean> {
+    let secret: Awaited<ReturnType<CoreV1Api['readNamespacedSecret']>>;
+    try {
+      secret = await this.core.readNamespacedSecret({ namespace: v.namespace, name: v.secret });
+    } catch (e) {
+      if ((e as { code?: number }).code === 404) return false;
+      throw e;
+    }
+    for (const [k, b64] of Object.entries(secret.data ?? {})) {
+      const file = join(v.dir, k);
+      const content = Buffer.from(b64, 'base64');
+      const current = await readFile(file).catch(() => undefined);
+      if (current?.equals(content)) continue;
+      // Replace atomically, as the kubelet swaps a symlinked folder: a reader never sees a half-written file.
+      await writeFile(`${file}.tmp`, content, { mode: v.mode ?? 0o644 });
+      await rename(`${file}.tmp`, file);
+    }
+    return true;
+  }
+
   private stopPod(r: Running): void {
     r.stopping = true;
     clearInterval(r.probe);
@@ -312,6 +382,11 @@ export class ProcessKubelet {
   signalPod(namespace: string, name: string, signal: NodeJS.Signals): boolean {
     const r = this.running.get(`${namespace}/${name}`);
     return r?.child?.kill(signal) ?? false;
+  }
+
+  /** The local port kube-proxy gives a Service port (undefined until the Service is proxied). */
+  servicePort(namespace: string, service: string, port: number): number | undefined {
+    return this.proxies.get(`${namespace}/${service}:${port}`)?.port;
   }
 
   podNames(namespace: string, prefix = ''): string[] {
