@@ -213,3 +213,50 @@ test('at the deadline, quorum decides: aggregated with the missing named, or fai
     await agg.stop();
   }
 });
+
+test('replayed, re-addressed and misbound updates are refused and counted by reason', async () => {
+  const agg = await startAggregator('replay');
+  try {
+    const r1 = await openTestRound('replay', 1, ['a', 'b']);
+    const fromRound1 = update(r1.f, 1, 'a', r1.sha256, shifted(r1.base, 1));
+    await publish(r1.f, 1, 'a', fromRound1);
+    await publish(r1.f, 1, 'b', update(r1.f, 1, 'b', r1.sha256, shifted(r1.base, 1)));
+    await waitForRound(storage.kv, r1.f, 1, (d) => isFinished(d.status.state), { timeoutMs: 10_000 });
+    const { f, base, sha256 } = await openTestRound('replay', 2, ['a', 'b', 'c', 'd'], { minClients: 1 });
+    // a replays its round-1 update into round 2 (a new message id, so the stream's dedupe does not catch it).
+    await publish(f, 2, 'a', fromRound1, 'replayed');
+    // b sends an update encoded as client c's: the subject (b's own) and the signed-in identity disagree.
+    await publish(f, 2, 'b', update(f, 2, 'c', sha256, shifted(base, 2)));
+    // c sends one bound to another federation.
+    await publish(f, 2, 'c', update({ namespace: 'test', federation: 'other' }, 2, 'c', sha256, shifted(base, 2)));
+    // A refused update is the client's answer for the round: a second try from a is a duplicate, not a new chance.
+    await publish(f, 2, 'a', update(f, 2, 'a', sha256, shifted(base, 4)), 'second-try');
+    await publish(f, 2, 'd', update(f, 2, 'd', sha256, shifted(base, 4)));
+    const doc = await waitForRound(
+      storage.kv,
+      f,
+      2,
+      (d) => d.status.accepted.length === 1 && d.status.rejected.length === 3,
+      {
+        timeoutMs: 10_000,
+      },
+    );
+    assert.deepEqual(doc.status.rejected.map((r) => [r.client, r.reason]).sort(), [
+      ['a', 'round'],
+      ['b', 'client'],
+      ['c', 'federation'],
+    ]);
+    assert.deepEqual(
+      doc.status.accepted.map((u) => u.client),
+      ['d'],
+    );
+    assert.equal(doc.status.duplicates, 1);
+    const rejected = (await agg.metrics.registry.getMetricsAsJSON()).find(
+      (m) => m.name === 'fednano_aggregator_updates_rejected_total',
+    )!;
+    const byReason = Object.fromEntries(rejected.values.map((v) => [v.labels.reason, v.value]));
+    assert.deepEqual(byReason, { round: 1, client: 1, federation: 1 });
+  } finally {
+    await agg.stop();
+  }
+});
