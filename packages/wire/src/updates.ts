@@ -16,6 +16,13 @@ const HEADROOM_BYTES = 4096;
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
+/**
+ * Attempts of one update publish. A publish that times out (the connection broke, or nats-server restarted, between
+ * the write and its acknowledgement) is sent again with the same message id: if the first one was stored, the
+ * stream's de-duplication drops the second and acknowledges it as a duplicate, so retrying cannot count twice.
+ */
+const PUBLISH_ATTEMPTS = 6;
+
 export interface PublishedUpdate {
   ack: PubAck;
   /** True when the payload went to the Object Store and the message carries a reference. */
@@ -40,7 +47,7 @@ export async function publishUpdate(
   const msgID = dedupeId(f, round, client);
   const maxPayload = nc.info?.max_payload ?? 1 << 20;
   if (bytes.length + HEADROOM_BYTES <= maxPayload)
-    return { ack: await js.publish(subject, bytes, { msgID }), byReference: false };
+    return { ack: await js.publish(subject, bytes, { msgID, retries: PUBLISH_ATTEMPTS }), byReference: false };
   const hash = sha256(bytes);
   const name = updateObject(f, round, client, hash);
   const stored = await uploads.info(name);
@@ -48,7 +55,10 @@ export async function publishUpdate(
   const h = headers();
   h.set(UPDATE_REF_HEADER, name);
   h.set(UPDATE_SHA256_HEADER, hash);
-  return { ack: await js.publish(subject, new Uint8Array(), { msgID, headers: h }), byReference: true };
+  return {
+    ack: await js.publish(subject, new Uint8Array(), { msgID, headers: h, retries: PUBLISH_ATTEMPTS }),
+    byReference: true,
+  };
 }
 
 export class PayloadError extends Error {

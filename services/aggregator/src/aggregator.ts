@@ -39,6 +39,7 @@ import type { KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { AggregatorMetrics } from './metrics.js';
 import { RoundCollection, StrategyCache } from './round-collection.js';
+import { retryWhileUnavailable } from './store-retry.js';
 
 export interface AggregatorOptions extends FederationRef {
   /** How long JetStream waits for an ack before redelivering (covers a crash between receipt and commit). */
@@ -46,6 +47,11 @@ export interface AggregatorOptions extends FederationRef {
   maxUpdateBytes: number;
   metrics: AggregatorMetrics;
   log: Logger;
+  /**
+   * How long a store operation keeps retrying while NATS is unavailable (a server restart, a broken link) before the
+   * process gives up and exits for a restart to rebuild it (default 60 s).
+   */
+  storeRetryMs?: number;
 }
 
 const nanos = (ms: number) => ms * 1_000_000;
@@ -86,6 +92,17 @@ export class Aggregator {
 
   private get f(): FederationRef {
     return { namespace: this.o.namespace, federation: this.o.federation };
+  }
+
+  /**
+   * A store operation that rides out a NATS outage: retried while NATS is unavailable, for up to `storeRetryMs`.
+   * Only for operations that are safe to repeat (their first attempt may have landed with its reply lost).
+   */
+  private store<T>(what: string, op: () => Promise<T>): Promise<T> {
+    return retryWhileUnavailable(op, {
+      budgetMs: this.o.storeRetryMs ?? 60_000,
+      onRetry: (r) => this.o.log.warn({ ...r, what }, 'NATS unavailable; retrying'),
+    });
   }
 
   /** Runs `work` after everything queued before it; failures of the store are fatal (crash-only recovery). */
@@ -228,7 +245,7 @@ export class Aggregator {
     const c = this.active;
     if (!c || c.round !== round) return;
     await this.commit(); // the aggregate may include staged updates: record them before deciding
-    const current = (await readRound(this.storage.kv, this.f, round))?.doc;
+    const current = (await this.store('read round', () => readRound(this.storage.kv, this.f, round)))?.doc;
     if (!current || isFinished(current.status.state)) {
       this.decidedUpTo = Math.max(this.decidedUpTo, round);
       return this.deactivate();
@@ -243,7 +260,9 @@ export class Aggregator {
     if (s.accepted.length >= c.spec.minClients) {
       const weights = c.finish();
       const object = adapterObject(this.f, round);
-      const sha256 = await putAdapter(this.storage.objects, object, weights, c.shapes);
+      const sha256 = await this.store('write adapter', () =>
+        putAdapter(this.storage.objects, object, weights, c.shapes),
+      );
       const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
       status = {
         ...s,
@@ -264,7 +283,9 @@ export class Aggregator {
       };
       log.warn({ accepted: s.accepted.length, minClients: c.spec.minClients, missing }, 'round failed');
     }
-    await updateRoundStatus(this.storage.kv, this.f, round, (d) => (isFinished(d.status.state) ? undefined : status));
+    await this.store('decide round', () =>
+      updateRoundStatus(this.storage.kv, this.f, round, (d) => (isFinished(d.status.state) ? undefined : status)),
+    );
     this.o.metrics.rounds.inc({ outcome: status.state });
     end();
     this.decidedUpTo = Math.max(this.decidedUpTo, round);
@@ -302,7 +323,7 @@ export class Aggregator {
       return this.refuse(c, m, client, 'not-participant', `${client} is not a participant of round ${round}`);
     let payload: { bytes: Uint8Array; byReference: boolean };
     try {
-      payload = await updatePayload(m, this.storage.uploads);
+      payload = await this.store('read update', () => updatePayload(m, this.storage.uploads));
     } catch (e) {
       if (e instanceof PayloadError) return this.refuse(c, m, client, 'payload', e.message);
       throw e;
@@ -366,12 +387,21 @@ export class Aggregator {
     const p = this.pending;
     this.pending = undefined;
     if (!p) return undefined;
-    await updateRoundStatus(this.storage.kv, this.f, p.round, (d) => ({
-      ...d.status,
-      accepted: [...d.status.accepted, ...p.accepted],
-      rejected: [...d.status.rejected, ...p.rejected],
-      duplicates: d.status.duplicates + p.duplicates,
-    }));
+    const outcomes = new Set([...p.accepted, ...p.rejected].map((u) => u.seq));
+    await this.store('commit', () =>
+      updateRoundStatus(this.storage.kv, this.f, p.round, (d) => {
+        // A retry whose earlier attempt landed (its reply lost to the outage) finds these entries there already; a
+        // write is all or nothing, so one of them present means all are. (A batch of duplicates alone carries no
+        // entry to recognise: its count may then be added twice; status.duplicates is informational.)
+        if ([...d.status.accepted, ...d.status.rejected].some((u) => outcomes.has(u.seq))) return undefined;
+        return {
+          ...d.status,
+          accepted: [...d.status.accepted, ...p.accepted],
+          rejected: [...d.status.rejected, ...p.rejected],
+          duplicates: d.status.duplicates + p.duplicates,
+        };
+      }),
+    );
     for (const [m, how] of p.messages) how === 'ack' ? m.ack() : m.term();
     this.o.metrics.accepted.inc(p.accepted.length);
     return p.round;
