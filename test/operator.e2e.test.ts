@@ -13,6 +13,7 @@ import { freePort, httpText, NatsServer, ServiceProcess } from '@fednano/service
 import { loadConfig, planFederation } from '@fednano/simulation';
 import { connectNats, ensureStorage, readRound } from '@fednano/wire';
 import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { FaultProxy } from './support/fault-proxy.js';
 import { type KubeApi, startKubeApi } from './support/kube-api/index.js';
 import { ProcessKubelet } from './support/process-kubelet.js';
 
@@ -38,6 +39,10 @@ let operator: ServiceProcess;
 let operatorOps: number;
 let kubeconfig: string;
 let custom: CustomObjectsApi;
+/** Pods whose NATS connection goes through a fault proxy: pod name -> proxy (set by a test before the pod starts). */
+const natsRoutes = new Map<string, FaultProxy>();
+/** Every pod's output lines, by pod name. */
+const podLogs = new Map<string, string[]>();
 
 function startOperator(): ServiceProcess {
   const p = ServiceProcess.start({
@@ -97,7 +102,7 @@ const round = async (name: string) =>
       phase?: string;
       received?: number;
       expected?: number;
-      clients?: { name: string; state: string }[];
+      clients?: { name: string; state: string; restarts?: number }[];
       outputAdapter?: { object: string; sha256: string };
       conditions?: { type: string; status: string }[];
     };
@@ -158,6 +163,15 @@ before(async () => {
       { name: 'gpu-0', labels: { 'nvidia.com/gpu.present': 'true' } },
       ...CLIENTS.map((c) => ({ name: `edge-${c}`, labels: {} })),
     ],
+    onLog: (pod, line) => {
+      if (!podLogs.has(pod)) podLogs.set(pod, []);
+      podLogs.get(pod)!.push(line);
+    },
+    rewriteArgs: (pod, args) => {
+      const proxy = natsRoutes.get(pod.metadata?.name ?? '');
+      const i = args.indexOf('--nats');
+      return proxy && i >= 0 ? args.map((a, j) => (j === i + 1 ? `nats://${proxy.address}` : a)) : args;
+    },
     images: {
       'fednano/llm-host': SERVICE_ENTRIES.llmHost,
       'fednano/aggregator': SERVICE_ENTRIES.aggregator,
@@ -227,16 +241,100 @@ spec: { federationRef: { name: e2e }, round: 1, deadlineSeconds: 300 }
   );
 });
 
+test('client-agent pods killed (SIGKILL) mid-training and after publishing are retried: one counted update each', async () => {
+  // client-0 is killed while training; client-1 right after its update was stored, before it learns so (the proxy on
+  // its NATS link holds back the acknowledgement and kills the pod): its retry must not count a second update. The
+  // aggregator is paused (SIGSTOP) from client-1's Fisher phase until that retry has finished, so that the retry
+  // really runs and publishes again: had the aggregator counted the first update already, the operator would rightly
+  // not retry a Counted client.
+  const [training, published, untouched] = CLIENTS as [string, string, string];
+  const proxy = await FaultProxy.start({ target: { host: '127.0.0.1', port: nats.port } });
+  const firstPod = (client: string) => `e2e-round-2-${client}-0`;
+  natsRoutes.set(firstPod(published), proxy);
+  let killedAfterPublish = false;
+  proxy.tap = (dir, chunk) => {
+    if (killedAfterPublish || dir !== 'down' || !chunk.includes('"stream":"FEDNANO_UPDATES"')) return 'pass';
+    killedAfterPublish = kubelet.signalPod('default', firstPod(published), 'SIGKILL');
+    return 'cut';
+  };
+  const nc = await connectNats({ servers: nats.url, name: 'e2e-faults' });
+  const aggregatorPod = kubelet.podNames('default', 'e2e-aggregator-')[0]!;
+  let aggregatorPaused = false;
+  let killedTraining = false;
+  nc.subscribe('fednano.default.e2e.round.2.progress.*', {
+    callback: (err, m) => {
+      if (err) return;
+      const p = m.json<{ client: string; phase: string; step?: number }>();
+      if (!killedTraining && p.client === training && p.phase === 'training' && (p.step ?? 0) >= 2)
+        killedTraining = kubelet.signalPod('default', firstPod(training), 'SIGKILL');
+      if (!aggregatorPaused && p.client === published && p.phase === 'fisher')
+        aggregatorPaused = kubelet.signalPod('default', aggregatorPod, 'SIGSTOP');
+    },
+  });
+  try {
+    await apply(`
+apiVersion: fednano.io/v1alpha1
+kind: FederationRound
+metadata: { name: e2e-round-2, namespace: default }
+spec: { federationRef: { name: e2e }, round: 2, deadlineSeconds: 300, maxRetries: 2 }
+`);
+    const phaseOf = (name: string) =>
+      api
+        .list<{ metadata?: { name?: string }; status?: { phase?: string } }>('pods', {})
+        .find((p) => p.metadata?.name === name)?.status?.phase;
+    await until(
+      `the rerun of ${published} to finish while the aggregator is paused`,
+      async () => phaseOf(`e2e-round-2-${published}-1`),
+      (phase) => phase === 'Succeeded' || phase === 'Failed',
+    );
+    assert.ok(aggregatorPaused, 'the aggregator was paused before the first publish');
+    kubelet.signalPod('default', aggregatorPod, 'SIGCONT');
+    const r = await until(
+      'round 2 to succeed',
+      () => round('e2e-round-2'),
+      (x) => x.status?.phase === 'Succeeded',
+    );
+    assert.ok(killedTraining, `${training} was killed mid-training`);
+    assert.ok(killedAfterPublish, `${published} was killed after its update was stored`);
+    assert.equal(r.status!.expected, 3);
+    assert.equal(r.status!.received, 3, 'one counted update per client');
+    const byName = new Map(r.status!.clients!.map((c) => [c.name, c]));
+    for (const c of CLIENTS) assert.equal(byName.get(c)!.state, 'Counted', c);
+    assert.equal(byName.get(training)!.restarts, 1, 'the pod killed mid-training was retried once');
+    assert.equal(byName.get(published)!.restarts, 1, 'the pod killed after publishing was retried once');
+    assert.equal(byName.get(untouched)!.restarts ?? 0, 0);
+    const { kv } = await ensureStorage(nc);
+    const doc = (await readRound(kv, { namespace: 'default', federation: 'e2e' }, 2))!.doc;
+    assert.deepEqual(doc.status.accepted.map((a) => a.client).sort(), [...CLIENTS].sort(), 'each client accepted once');
+    assert.equal(doc.status.duplicates, 0, 'the second publish was dropped by the stream, never delivered');
+    assert.deepEqual(doc.status.rejected, []);
+    // The first attempts died by SIGKILL; the retries finished.
+    assert.equal(phaseOf(firstPod(training)), 'Failed');
+    assert.equal(phaseOf(firstPod(published)), 'Failed');
+    assert.equal(phaseOf(`e2e-round-2-${training}-1`), 'Succeeded');
+    assert.equal(phaseOf(`e2e-round-2-${published}-1`), 'Succeeded');
+    // The rerun trained and published again; the stream recognised the message id and acknowledged a duplicate.
+    const rerun = (podLogs.get(`e2e-round-2-${published}-1`) ?? []).find((l) => l.includes('"update published"'));
+    assert.match(rerun ?? '', /"duplicate":true/, 'the rerun published again and the stream dropped it');
+    if (hasKubectl) assert.match(await kubectl('describe', 'fr', 'e2e-round-2'), /ClientRetried/);
+  } finally {
+    if (aggregatorPaused) kubelet.signalPod('default', aggregatorPod, 'SIGCONT');
+    natsRoutes.clear();
+    await nc.close();
+    await proxy.close();
+  }
+});
+
 test('an operator killed mid-round resumes it after a restart; deleting the round cleans up what it owned', async () => {
   await apply(`
 apiVersion: fednano.io/v1alpha1
 kind: FederationRound
-metadata: { name: e2e-round-2, namespace: default }
-spec: { federationRef: { name: e2e }, round: 2, deadlineSeconds: 300 }
+metadata: { name: e2e-round-3, namespace: default }
+spec: { federationRef: { name: e2e }, round: 3, deadlineSeconds: 300 }
 `);
   await until(
-    'round 2 pods',
-    async () => kubelet.podNames('default', 'e2e-round-2-'),
+    'round 3 pods',
+    async () => kubelet.podNames('default', 'e2e-round-3-'),
     (names) => names.length === 3,
   );
   operator.signal('SIGKILL');
@@ -244,8 +342,8 @@ spec: { federationRef: { name: e2e }, round: 2, deadlineSeconds: 300 }
   operator = startOperator();
   await operator.waitReady(operatorOps);
   const r = await until(
-    'round 2 to succeed',
-    () => round('e2e-round-2'),
+    'round 3 to succeed',
+    () => round('e2e-round-3'),
     (x) => x.status?.phase === 'Succeeded',
   );
   assert.equal(r.status!.received, 3, 'every update counted once');
@@ -253,18 +351,18 @@ spec: { federationRef: { name: e2e }, round: 2, deadlineSeconds: 300 }
   try {
     const { kv } = await ensureStorage(nc);
     const f = { namespace: 'default', federation: 'e2e' };
-    assert.equal((await readRound(kv, f, 2))?.doc.status.accepted.length, 3);
+    assert.equal((await readRound(kv, f, 3))?.doc.status.accepted.length, 3);
     await custom.deleteNamespacedCustomObject({
       group: 'fednano.io',
       version: 'v1alpha1',
       namespace: 'default',
       plural: 'federationrounds',
-      name: 'e2e-round-2',
+      name: 'e2e-round-3',
     });
     await until(
-      'round 2 to be gone',
+      'round 3 to be gone',
       () =>
-        round('e2e-round-2').then(
+        round('e2e-round-3').then(
           () => false,
           () => true,
         ),
@@ -273,11 +371,11 @@ spec: { federationRef: { name: e2e }, round: 2, deadlineSeconds: 300 }
     );
     await until(
       'its pods to be gone',
-      async () => kubelet.podNames('default', 'e2e-round-2-').length,
+      async () => kubelet.podNames('default', 'e2e-round-3-').length,
       (n) => n === 0,
       30_000,
     );
-    assert.equal(await readRound(kv, f, 2), undefined, 'the finalizer removed the round record from NATS');
+    assert.equal(await readRound(kv, f, 3), undefined, 'the finalizer removed the round record from NATS');
   } finally {
     await nc.close();
   }

@@ -23,6 +23,11 @@ export interface LocalClusterOptions extends FederationRef {
   ackWaitMs?: number;
   /** The initial adapter the aggregator writes as round 0. */
   initialAdapter?: { rank: number; alpha: number; seed: number };
+  /**
+   * Where each client-agent is told to find the llm-host (host:port) and NATS (URL); default: where they are. The
+   * fault tests route clients through a misbehaving proxy here.
+   */
+  clientRoute?: (client: string, direct: { llmHost: string; nats: string }) => { llmHost: string; nats: string };
 }
 
 /**
@@ -90,8 +95,8 @@ export class LocalCluster {
   }
 
   /** What the aggregator and the client-agents are told first: where NATS is and which federation they serve. */
-  private federationArgs(): string[] {
-    return ['--nats', this.nats.url, '--namespace', this.o.namespace, '--federation', this.o.federation];
+  private federationArgs(natsUrl = this.nats.url): string[] {
+    return ['--nats', natsUrl, '--namespace', this.o.namespace, '--federation', this.o.federation];
   }
 
   async startAggregator(): Promise<void> {
@@ -124,17 +129,19 @@ export class LocalCluster {
 
   /** One client's round as a process (it exits when done). */
   startClientAgent(round: number, client: string, dataDir: string, extraArgs: string[] = []): ServiceProcess {
+    const direct = { llmHost: this.llmHostAddress, nats: this.nats.url };
+    const route = this.o.clientRoute?.(client, direct) ?? direct;
     return ServiceProcess.start({
       name: `client-agent ${client}`,
       entry: SERVICE_ENTRIES.clientAgent,
       args: [
-        ...this.federationArgs(),
+        ...this.federationArgs(route.nats),
         '--round',
         String(round),
         '--client',
         client,
         '--llm-host',
-        this.llmHostAddress,
+        route.llmHost,
         '--model',
         this.o.modelPath,
         '--data',
