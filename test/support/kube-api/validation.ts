@@ -406,12 +406,13 @@ export class CrdSchema {
         const lt = s['x-kubernetes-list-type'];
         const keys = s['x-kubernetes-list-map-keys'] ?? [];
         if (lt === 'set' || lt === 'map') {
-          const seen: unknown[] = [];
+          // Keyed by a canonical JSON form: linear in the list's length (a 10,000-entry roster stays cheap).
+          const seen = new Set<string>();
           v.forEach((x, i) => {
             const id = lt === 'set' ? x : isObject(x) ? Object.fromEntries(keys.map((k) => [k, x[k]])) : x;
-            if (seen.some((y) => deepEqual(y, id)))
-              errors.push({ type: 'Duplicate', field: `${path}[${i}]`, value: id });
-            else seen.push(id);
+            const canonical = canonicalJson(id);
+            if (seen.has(canonical)) errors.push({ type: 'Duplicate', field: `${path}[${i}]`, value: id });
+            else seen.add(canonical);
           });
         }
         if (s.items) for (const [i, x] of v.entries()) walk(x, s.items, `${path}[${i}]`);
@@ -518,4 +519,15 @@ export class CrdSchema {
     if (s?.['x-kubernetes-list-type'] === 'map') return s['x-kubernetes-list-map-keys'];
     return undefined;
   }
+}
+
+/** JSON with object keys sorted, so equal values (in the sense of deepEqual) get equal strings. */
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (isObject(v))
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson(v[k])}`)
+      .join(',')}}`;
+  return JSON.stringify(v) ?? 'undefined';
 }
