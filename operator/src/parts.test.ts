@@ -197,3 +197,32 @@ test('work queue: per-key dedupe, no concurrent processing of a key, backoff on 
   idle.shutDown();
   assert.equal(await waiting, undefined, 'shutDown releases waiting workers');
 });
+
+test('every pod the operator creates is hardened: non-root, read-only root, no capabilities, RuntimeDefault seccomp', () => {
+  const settings = { natsUrl: 'nats://n:4222', images: { llmHost: 'a', aggregator: 'b', clientAgent: 'c' } };
+  const secure = { ...settings, security: { natsAccounts: { namespace: 'n', name: 'a' }, mtls: true } };
+  const podSpecs = [settings, secure].flatMap((s) => [
+    llmHostDeployment(fed, s).spec!.template.spec!,
+    aggregatorDeployment(fed, s).spec!.template.spec!,
+    clientAgentPod(fed, round, fed.spec.clients[0]!, 0, s, issuedClientIdentity(fed, 'c0', s)).spec!,
+  ]);
+  assert.equal(podSpecs.length, 6);
+  for (const spec of podSpecs) {
+    assert.equal(spec.securityContext?.runAsNonRoot, true);
+    assert.equal(spec.securityContext?.seccompProfile?.type, 'RuntimeDefault');
+    assert.ok(!spec.hostNetwork && !spec.hostPID && !spec.hostIPC);
+    for (const c of spec.containers) {
+      assert.deepEqual(c.securityContext, {
+        runAsNonRoot: true,
+        runAsUser: 65532,
+        allowPrivilegeEscalation: false,
+        readOnlyRootFilesystem: true,
+        capabilities: { drop: ['ALL'] },
+        seccompProfile: { type: 'RuntimeDefault' },
+      });
+      // Identity Secrets are mounted read-only and readable by the owner only.
+      for (const m of c.volumeMounts ?? []) if (m.name === 'identity') assert.equal(m.readOnly, true);
+    }
+    for (const v of spec.volumes ?? []) if (v.secret) assert.equal(v.secret.defaultMode, 0o400);
+  }
+});
