@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { federationSpecSchemas, type LocalTrainingConfig } from '@fednano/core';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse } from 'yaml';
+import { type AdversarySpec, ATTACK_KINDS } from './adversary.js';
 
 /**
  * The simulation config. `spec` carries the federation settings under the same names the Federation and
@@ -50,6 +51,13 @@ export interface SimulationConfig {
         examplesPerClient?: number;
       };
       evaluation: { testImagesPerDomain: number };
+      /**
+       * Byzantine clients (robustness experiments, method federated): `clients` of the simulated clients, chosen
+       * from the seed, replace their update Δ (trained − global) before sending it: `scale` sends s·Δ, `sign-flip`
+       * −s·Δ, `random` Gaussian noise of norm s·‖Δ‖ (s = `scale`, default 10). With Fisher merging they send their
+       * Fisher diagonal times `fisherScale` (default 1). See adversary.ts and docs/robustness.md.
+       */
+      adversaries?: AdversarySpec;
     };
   };
 }
@@ -122,6 +130,17 @@ export const SIMULATION_SCHEMA = {
               additionalProperties: false,
               properties: { testImagesPerDomain: positiveInt },
             },
+            adversaries: {
+              type: 'object',
+              required: ['clients', 'attack'],
+              additionalProperties: false,
+              properties: {
+                clients: { type: 'integer', minimum: 0 },
+                attack: { enum: [...ATTACK_KINDS] },
+                scale: positive,
+                fisherScale: positive,
+              },
+            },
           },
         },
       },
@@ -173,6 +192,21 @@ export function checkConfig(value: unknown, source = 'config'): SimulationConfig
     problems.push(`spec.simulation.data.partition.alpha is required for ${part.kind}`);
   if (part.kind === 'domain' && s.simulation.data.domains.length < 2)
     problems.push('spec.simulation.data.partition: domain skew needs at least two domains');
+  const adv = s.simulation.adversaries;
+  if (adv) {
+    if (adv.clients > s.simulation.clients)
+      problems.push(
+        `spec.simulation.adversaries.clients (${adv.clients}) exceeds spec.simulation.clients (${s.simulation.clients})`,
+      );
+    if (s.simulation.method !== 'federated')
+      problems.push(
+        `spec.simulation.adversaries: only method federated sends updates (method is ${s.simulation.method}); remove adversaries`,
+      );
+    if (adv.fisherScale !== undefined && s.strategy.name !== 'fisher')
+      problems.push(
+        'spec.simulation.adversaries.fisherScale applies only to strategy fisher (the only one using Fisher)',
+      );
+  }
   if (problems.length) throw new ConfigError(`${source}: ${problems.join('; ')}`);
   return c;
 }

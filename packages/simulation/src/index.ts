@@ -1,3 +1,4 @@
+export * from './adversary.js';
 export * from './chart.js';
 export * from './config.js';
 export * from './plan.js';

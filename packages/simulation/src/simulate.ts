@@ -19,6 +19,7 @@ import {
   trainLocal,
 } from '@fednano/core';
 import { imageTokenCount, type LoadedModelFolder, loadModelFolder, openModel } from '@fednano/model';
+import { attackFisher, attackWeights, chooseAdversaries } from './adversary.js';
 import { clientsPerRound, type SimulationConfig } from './config.js';
 import { LoraClientModel } from './lora-baseline.js';
 import { clientSeed, planFederation, prepareExamples, selectClients } from './plan.js';
@@ -49,6 +50,8 @@ export interface SimulationResult {
   rounds: RoundRecord[];
   final: { accuracy: number; perType: Record<string, number> };
   clients: { id: string; examples: number }[];
+  /** Ids of the Byzantine clients (spec.simulation.adversaries), when the config has any. */
+  adversaries?: string[];
   testQuestions: number;
   adapterParams: number;
   /** Parameters each client stores. */
@@ -167,6 +170,11 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
       `${clients.length} clients (${clients.map((c) => c.examples.length).join(', ')} questions), ${testExamples.length} test questions`,
     );
 
+    const adv = sim.method === 'federated' ? sim.adversaries : undefined;
+    const byzantine = new Set(adv ? chooseAdversaries(clients.length, adv.clients, sim.seed) : []);
+    if (byzantine.size)
+      log(`Byzantine clients (${adv!.attack}): ${[...byzantine].map((i) => clients[i]!.id).join(', ')}`);
+
     const strategySpec = { ...s.strategy } as StrategySpec;
     const strategy = createStrategy(strategySpec);
     const perRound = clientsPerRound(config);
@@ -237,14 +245,18 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
         const aggregator = strategy.begin(global, round);
         const { proximalMu } = strategy.clientConfig();
         for (const c of selected) {
-          const r = await trainer.train(
-            global,
-            c.examples,
-            training(clientSeed(sim.seed, round, clients.indexOf(c)), proximalMu),
-          );
-          const fisher = strategy.needsFisher
+          const index = clients.indexOf(c);
+          const seed = clientSeed(sim.seed, round, index);
+          const r = await trainer.train(global, c.examples, training(seed, proximalMu));
+          let fisher = strategy.needsFisher
             ? await trainer.fisher(r.weights, c.examples, s.training.fisherSamples ?? 64)
             : undefined;
+          let weights = r.weights;
+          // A Byzantine client trains honestly, then replaces what it sends (before the codec, as a real one would).
+          if (adv && byzantine.has(index)) {
+            weights = attackWeights(global, r.weights, adv, seed * 2 + 1);
+            if (fisher) fisher = attackFisher(fisher, adv.fisherScale);
+          }
           // Every update goes through the wire format, as it would over NATS.
           const bytes = encodeUpdate(
             {
@@ -254,7 +266,7 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
               clientId: c.id,
               baseAdapterSha256: base,
               sampleCount: c.examples.length,
-              weights: r.weights,
+              weights,
               fisher,
               metrics: {
                 loss: r.meanLoss,
@@ -310,6 +322,7 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
       rounds,
       final: { accuracy: last.accuracy, perType: last.perType },
       clients: clients.map((c) => ({ id: c.id, examples: c.examples.length })),
+      adversaries: [...byzantine].map((i) => clients[i]!.id),
       testQuestions: testExamples.length,
       adapterParams,
       clientParams: trainer.clientParams,
