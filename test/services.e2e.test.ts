@@ -6,7 +6,7 @@ import { before, test } from 'node:test';
 import { type ClientProgress, type LocalCluster, type RunHooks, runFederation } from '@fednano/local-cluster';
 import { httpText, type ServiceProcess } from '@fednano/service-kit';
 import { loadConfig, type SimulationConfig, type SimulationResult, simulate } from '@fednano/simulation';
-import type { RoundDocument } from '@fednano/wire';
+import { connectNats, GrpcLlmHost, type RoundDocument } from '@fednano/wire';
 
 /**
  * End to end over real processes: nats-server (JetStream), the llm-host (gRPC, ONNX Runtime), the aggregator and one
@@ -72,6 +72,8 @@ function onFirst(
 }
 
 let clean: Observed;
+/** What an outsider got from the clean run's services: `fednano run` is secured by default. */
+let outsider: Promise<{ nats: string; llmHost: string }>;
 
 before(async () => {
   // The fault-free reference, with a small max_payload so that updates with Fisher travel by Object Store reference.
@@ -82,6 +84,17 @@ before(async () => {
     {
       onRoundStarted: (_r, c) => {
         cluster = c.cluster;
+        const refusal = (p: Promise<unknown>) =>
+          p.then(
+            () => 'accepted',
+            (e: Error) => e.message,
+          );
+        outsider ??= (async () => ({
+          nats: await refusal(connectNats({ servers: c.cluster.nats.url, name: 'outsider' })),
+          llmHost: await refusal(
+            new GrpcLlmHost(c.cluster.llmHostAddress, { retry: { budgetMs: 0 }, deadlineMs: 5000 }).info(),
+          ),
+        }))();
       },
       onRoundDocument: () => {
         void httpText(`http://127.0.0.1:${cluster!.opsPorts.aggregator}/metrics`).then((t) => {
@@ -100,6 +113,10 @@ before(async () => {
 });
 
 test('one round over real NATS and gRPC: three updates accepted, accuracy equals simulate', async () => {
+  // Secured as in a cluster: no NATS user, no client certificate, no access.
+  const refused = await outsider;
+  assert.match(refused.nats, /Authorization Violation/i);
+  assert.match(refused.llmHost, /Info failed/);
   const doc = clean.docs[0]!;
   assert.equal(doc.status.state, 'Aggregated');
   assert.equal(doc.status.accepted.length, 3);

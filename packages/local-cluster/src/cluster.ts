@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, NatsServer, type NatsServerOptions, ServiceProcess } from '@fednano/service-kit';
 import type { FederationRef } from '@fednano/wire';
+import { issueLocalIdentities, type LocalIdentities } from './local-identities.js';
 
 const entry = (service: string) =>
   fileURLToPath(new URL(`../../../services/${service}/bin/${service}.mjs`, import.meta.url));
@@ -28,6 +29,11 @@ export interface LocalClusterOptions extends FederationRef {
    * fault tests route clients through a misbehaving proxy here.
    */
   clientRoute?: (client: string, direct: { llmHost: string; nats: string }) => { llmHost: string; nats: string };
+  /**
+   * Run secured as in a cluster with the operator's identities: NATS requires the NKey users of the federation's
+   * account (least-privilege permissions) and the llm-host requires client certificates of this federation.
+   */
+  security?: { clients: readonly string[] };
 }
 
 /**
@@ -45,11 +51,16 @@ export class LocalCluster {
   private constructor(
     readonly o: LocalClusterOptions,
     readonly nats: NatsServer,
+    /** With `security`: the issued identities (files under <workDir>/identities). */
+    readonly identities?: LocalIdentities,
   ) {}
 
   static async start(o: LocalClusterOptions): Promise<LocalCluster> {
-    const nats = await NatsServer.start(o.nats);
-    const c = new LocalCluster(o, nats);
+    const identities = o.security
+      ? await issueLocalIdentities(o, o.security.clients, join(o.workDir, 'identities'))
+      : undefined;
+    const nats = await NatsServer.start({ ...o.nats, ...(identities ? { authConfig: identities.natsAccounts } : {}) });
+    const c = new LocalCluster(o, nats, identities);
     try {
       c.llmPort = await freePort();
       c.llmOpsPort = await freePort();
@@ -87,6 +98,12 @@ export class LocalCluster {
         String(this.llmPort),
         '--ops-port',
         String(this.llmOpsPort),
+        ...(this.identities
+          ? [
+              ...['--tls-cert', this.identities.llmHost.cert, '--tls-key', this.identities.llmHost.key],
+              ...['--tls-client-ca', this.identities.ca, '--federation', `${this.o.namespace}/${this.o.federation}`],
+            ]
+          : []),
         ...(this.o.llmHostArgs ?? []),
       ],
       logFile: this.log('llm-host'),
@@ -109,6 +126,7 @@ export class LocalCluster {
         String(this.aggOpsPort),
         '--ack-wait-ms',
         String(this.o.ackWaitMs ?? 3000),
+        ...(this.identities ? ['--nats-creds', this.identities.aggregator.nats] : []),
         ...(this.o.initialAdapter
           ? [
               '--model',
@@ -146,10 +164,33 @@ export class LocalCluster {
         this.o.modelPath,
         '--data',
         dataDir,
+        ...this.clientIdentityArgs(client),
         ...extraArgs,
       ],
       logFile: this.log(`client-agent-r${round}-${client}`),
     });
+  }
+
+  private clientIdentityArgs(client: string): string[] {
+    if (!this.identities) return [];
+    const id = this.identities.client(client);
+    return [
+      ...['--nats-creds', id.nats, '--tls-ca', this.identities.ca, '--tls-cert', id.cert, '--tls-key', id.key],
+      ...['--tls-server-name', this.identities.serverName],
+    ];
+  }
+
+  /** How `fednano run` itself connects: the operator's NATS user, and an evaluator certificate for the llm-host. */
+  get controlCredentials(): {
+    natsCreds?: string;
+    tls?: { ca: string; cert: string; key: string; serverName: string };
+  } {
+    const id = this.identities;
+    if (!id) return {};
+    return {
+      natsCreds: id.operator.nats,
+      tls: { ca: id.ca, cert: id.operator.cert, key: id.operator.key, serverName: id.serverName },
+    };
   }
 
   async stop(): Promise<void> {

@@ -1,2 +1,3 @@
 export * from './cluster.js';
+export * from './local-identities.js';
 export * from './run-federation.js';

@@ -66,6 +66,8 @@ export interface RunOptions {
   /** Fewest updates for a round to succeed at its deadline (default: spec.participation.minClients, else all). */
   minClients?: number;
   namespace?: string;
+  /** Without NATS identities and mutual TLS (default: secured, as the operator runs a federation). */
+  insecure?: boolean;
   cluster?: Partial<LocalClusterOptions>;
 }
 
@@ -116,10 +118,12 @@ export async function runFederation(
     modelPath: s.model.path,
     workDir: o.workDir,
     initialAdapter: { ...s.adapter, seed: sim.seed },
+    ...(o.insecure ? {} : { security: { clients: plan.clients.map((c) => c.id) } }),
     ...o.cluster,
   });
-  const nc = await connectNats({ servers: cluster.nats.url, name: 'fednano-run' });
-  const evaluator = new GrpcLlmHost(cluster.llmHostAddress, { clientId: 'evaluator' });
+  const control = cluster.controlCredentials;
+  const nc = await connectNats({ servers: cluster.nats.url, name: 'fednano-run', credsFile: control.natsCreds });
+  const evaluator = new GrpcLlmHost(cluster.llmHostAddress, { clientId: 'evaluator', tls: control.tls });
   const agents = new Map<string, ServiceProcess>();
   try {
     const { kv, objects } = await ensureStorage(nc);

@@ -106,7 +106,8 @@ export function rolePermissions(f: FederationRef, role: NatsRole, publicKey: str
         subscribe: { allow: inbox },
       };
     case 'operator':
-      return { publish: { allow: ['>'] }, subscribe: { allow: inbox } };
+      // Everything in the account, and it may follow client progress.
+      return { publish: { allow: ['>'] }, subscribe: { allow: [...inbox, progressSubject(f, '*', '*')] } };
   }
 }
 

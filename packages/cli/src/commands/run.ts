@@ -11,12 +11,14 @@ import { intOption } from './shared.js';
 export const runCommand: Command = {
   summary:
     'run a federation as real local processes: nats-server, llm-host (gRPC), aggregator (JetStream), one client-agent per client',
-  usage: '<config.yaml> [--out DIR] [--rounds N] [--deadline SECONDS] [--keep-work-dir] [--json]',
+  usage: '<config.yaml> [--out DIR] [--rounds N] [--deadline SECONDS] [--keep-work-dir] [--insecure] [--json]',
   options: {
     out: { type: 'string' },
     rounds: { type: 'string' },
     deadline: { type: 'string' },
     'keep-work-dir': { type: 'boolean', default: false },
+    // Secured by default (NATS NKey users with least privilege, mutual TLS to the llm-host), as in a cluster.
+    insecure: { type: 'boolean', default: false },
   },
   positionals: true,
   async run(values, out, positionals = []) {
@@ -33,7 +35,7 @@ export const runCommand: Command = {
     const steps = new Map<string, string>();
     const result = await runFederation(
       config,
-      { workDir, keepWorkDir: keep, roundDeadlineSeconds: deadline },
+      { workDir, keepWorkDir: keep, roundDeadlineSeconds: deadline, insecure: values.insecure === true },
       {
         log: (m) => out.log(m),
         onRound: roundPrinter(out),
