@@ -164,6 +164,31 @@ test('kill -9 of the aggregator mid-round, then a restart: the round completes w
   assert.equal(doc.status.result!.sha256, clean.docs[0]!.status.result!.sha256);
 });
 
+test('aggregator killed mid-aggregation (adapter stored, round not yet recorded): the restart decides it identically', async () => {
+  let died: NodeJS.Signals | null = null;
+  let restarts = 0;
+  const o = await run(
+    await config(1),
+    {
+      onRoundStarted: (_r, { cluster }) => {
+        void cluster.aggregator.exited.then(async ({ signal }) => {
+          died = signal;
+          restarts++;
+          await cluster.startAggregator(); // without the crash point
+        });
+      },
+    },
+    { cluster: { aggregatorEnv: { FEDNANO_CRASH_AT: 'aggregator:adapter-written' } } },
+  );
+  assert.equal(died, 'SIGKILL', 'the aggregator died at the crash point');
+  assert.equal(restarts, 1);
+  const doc = o.docs[0]!;
+  assert.equal(doc.status.state, 'Aggregated');
+  assert.equal(doc.status.accepted.length, 3);
+  assert.equal(doc.status.duplicates, 0);
+  assert.equal(doc.status.result!.sha256, clean.docs[0]!.status.result!.sha256);
+});
+
 test('kill -9 of the llm-host during training, then a restart: client-agents retry and finish', async () => {
   const restarted: Promise<void>[] = [];
   const o = await run(

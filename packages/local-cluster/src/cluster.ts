@@ -22,6 +22,8 @@ export interface LocalClusterOptions extends FederationRef {
   llmHostArgs?: string[];
   /** Aggregator ack wait (redelivery after a crash), ms. */
   ackWaitMs?: number;
+  /** Extra environment of the aggregator's first start (e.g. FEDNANO_CRASH_AT for a fault test). */
+  aggregatorEnv?: NodeJS.ProcessEnv;
   /** The initial adapter the aggregator writes as round 0. */
   initialAdapter?: { rank: number; alpha: number; seed: number };
   /**
@@ -65,7 +67,7 @@ export class LocalCluster {
       c.llmPort = await freePort();
       c.llmOpsPort = await freePort();
       c.aggOpsPort = await freePort();
-      await Promise.all([c.startLlmHost(), c.startAggregator()]);
+      await Promise.all([c.startLlmHost(), c.startAggregator(o.aggregatorEnv)]);
     } catch (e) {
       await c.stop();
       throw e;
@@ -116,10 +118,11 @@ export class LocalCluster {
     return ['--nats', natsUrl, '--namespace', this.o.namespace, '--federation', this.o.federation];
   }
 
-  async startAggregator(): Promise<void> {
+  async startAggregator(env?: NodeJS.ProcessEnv): Promise<void> {
     this.aggregator = ServiceProcess.start({
       name: 'aggregator',
       entry: SERVICE_ENTRIES.aggregator,
+      env,
       args: [
         ...this.federationArgs(),
         '--ops-port',

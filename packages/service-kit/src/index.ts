@@ -1,3 +1,4 @@
+export * from './crash-point.js';
 export * from './flags.js';
 export * from './free-port.js';
 export * from './log.js';

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { adapterShapes, initAdapters, UpdateRejected } from '@fednano/core';
-import type { Logger } from '@fednano/service-kit';
+import { crashPoint, type Logger } from '@fednano/service-kit';
 import {
   type AcceptedUpdate,
   adapterObject,
@@ -263,6 +263,7 @@ export class Aggregator {
       const sha256 = await this.store('write adapter', () =>
         putAdapter(this.storage.objects, object, weights, c.shapes),
       );
+      crashPoint('aggregator:adapter-written'); // the adapter is stored, the round not yet marked Aggregated
       const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
       status = {
         ...s,
