@@ -63,7 +63,8 @@ export class RevocationList {
 }
 
 export interface CallerPolicy {
-  federation: FederationRef;
+  /** The federation whose clients may call; absent: any certificate from the CA (chain, revocation and expiry only). */
+  federation?: FederationRef;
   revoked: RevocationList;
   now?: () => number;
 }
@@ -78,13 +79,29 @@ export function authorizeCaller(
   if (authContext?.transportSecurityType !== 'ssl' || !peer || !peer.raw)
     throw new AuthorizationError(grpc.status.UNAUTHENTICATED, 'no-certificate', 'a client certificate is required');
   const id = peerIdentity(peer);
+  const whose = id?.role === 'client' ? `of client '${id.client}' ` : '';
+  if (policy.revoked.has(peer.serialNumber))
+    throw new AuthorizationError(
+      grpc.status.PERMISSION_DENIED,
+      'revoked',
+      `the certificate ${whose}(serial ${peer.serialNumber}) is revoked`,
+    );
+  // TLS refuses expired certificates at the handshake; a long-lived connection can outlive its certificate.
+  if (Date.parse(peer.valid_to) < (policy.now?.() ?? Date.now()))
+    throw new AuthorizationError(
+      grpc.status.UNAUTHENTICATED,
+      'expired',
+      `the certificate ${whose}(serial ${peer.serialNumber}) expired at ${new Date(peer.valid_to).toISOString()}`,
+    );
+  const f = policy.federation;
+  // Without a federation to check, the CA's signature (TLS) is the whole policy.
+  if (!f) return id?.role === 'client' ? id.client : '';
   if (!id)
     throw new AuthorizationError(
       grpc.status.PERMISSION_DENIED,
       'no-identity',
       'the client certificate names no fednano identity (a URI SAN spiffe://fednano.io/ns/<ns>/federation/<fed>/client/<client>)',
     );
-  const f = policy.federation;
   if (id.namespace !== f.namespace || id.federation !== f.federation)
     throw new AuthorizationError(
       grpc.status.PERMISSION_DENIED,
@@ -96,20 +113,6 @@ export function authorizeCaller(
       grpc.status.PERMISSION_DENIED,
       'not-a-client',
       `the certificate is a ${id.role} identity; only clients may call the llm-host`,
-    );
-  if (policy.revoked.has(peer.serialNumber))
-    throw new AuthorizationError(
-      grpc.status.PERMISSION_DENIED,
-      'revoked',
-      `the certificate of client '${id.client}' (serial ${peer.serialNumber}) is revoked`,
-    );
-  // TLS refuses expired certificates at the handshake; a long-lived connection can outlive its certificate.
-  const now = policy.now?.() ?? Date.now();
-  if (Date.parse(peer.valid_to) < now)
-    throw new AuthorizationError(
-      grpc.status.UNAUTHENTICATED,
-      'expired',
-      `the certificate of client '${id.client}' expired at ${new Date(peer.valid_to).toISOString()}`,
     );
   if (claimedClient && claimedClient !== id.client)
     throw new AuthorizationError(

@@ -38,7 +38,7 @@ export const LLM_HOST_FLAGS = {
   federation: {
     type: 'string',
     description:
-      'namespace/name of the federation served; with mutual TLS only client certificates of this federation may call',
+      'namespace/name of the federation served: with mutual TLS, only client certificates naming this federation may call (without it, any certificate from the client CA)',
   },
   'revoked-serials': {
     type: 'string',
@@ -57,12 +57,14 @@ function callerPolicy(flags: {
       throw new Error('--federation and --revoked-serials need mutual TLS (--tls-client-ca)');
     return undefined;
   }
-  const [namespace, federation, ...rest] = (flags.federation ?? '').split('/');
+  const revoked = new RevocationList(flags['revoked-serials']);
+  if (flags.federation === undefined) return { revoked };
+  const [namespace, federation, ...rest] = flags.federation.split('/');
   if (!namespace || !federation || rest.length > 0)
-    throw new Error(`--federation must be namespace/name with mutual TLS, got '${flags.federation ?? ''}'`);
+    throw new Error(`--federation must be namespace/name, got '${flags.federation}'`);
   return {
     federation: { namespace: checkName('namespace', namespace), federation: checkName('federation', federation) },
-    revoked: new RevocationList(flags['revoked-serials']),
+    revoked,
   };
 }
 
@@ -116,6 +118,9 @@ export async function main(argv: string[]): Promise<void> {
     );
     const batching = llm;
     queueDepth = () => Object.values(batching.queueDepth).reduce((a, b) => a + b, 0);
+    const authorization = callerPolicy(flags);
+    if (authorization && !authorization.federation)
+      log.warn('mutual TLS without --federation: any certificate from the client CA may call');
     const server = createLlmHostServer({
       host: llm,
       info,
@@ -123,7 +128,7 @@ export async function main(argv: string[]): Promise<void> {
       maxMessageBytes: flags['max-message-bytes'],
       metrics,
       log,
-      authorization: callerPolicy(flags),
+      authorization,
     });
     const credentials = serverCredentials({
       cert: flags['tls-cert'],
@@ -140,6 +145,7 @@ export async function main(argv: string[]): Promise<void> {
         opsPort: ops.port,
         modelId: info.modelId,
         tls: flags['tls-cert'] ? (flags['tls-client-ca'] ? 'mutual' : 'server') : 'off',
+        federation: authorization?.federation,
         executionProvider: flags['execution-provider'],
       },
       'llm-host serving',
