@@ -1,7 +1,16 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { answerLoss, answerSlots, hideAfterAnswers, labelPrivateForwardBackward } from './label-private.js';
+import { rng } from '@fednano/onnx-graph';
+import {
+  answerLoss,
+  answerSlots,
+  hideAfterAnswers,
+  labelPrivateForwardBackward,
+  labelsFromLogitsGradient,
+  randomizedResponseEpsilon,
+} from './label-private.js';
 import type { BackwardLogitsRequest, ForwardLogitsRequest, LlmHost } from './llm-host.js';
+import { type Example, randomizedTargets } from './local-training.js';
 
 const I = -100n;
 
@@ -123,3 +132,70 @@ test('labelPrivateForwardBackward sends no targets and hides the answer token th
   }
   assert.ok(res.gradInputsEmbeds.subarray(2 * d).every((g) => g === 0));
 });
+
+// ---- what the host can still learn, and label noise ---------------------------------------------------------
+
+/** Random logits and labels for `n` single-answer samples over `v` tokens. */
+function randomRows(n: number, v: number, random: () => number) {
+  const slots = {
+    answers: 1,
+    positions: new BigInt64Array(n).fill(3n),
+    labels: Int32Array.from({ length: n }, () => Math.floor(random() * v)),
+  };
+  const logits = Float32Array.from({ length: n * v }, () => (random() - 0.5) * 8);
+  return { slots, logits, weights: new Float32Array(n).fill(1 / n) };
+}
+
+test('without label noise, a curious host reads every label off the logits gradient it receives', () => {
+  const random = rng(3);
+  const { slots, logits, weights } = randomRows(500, 40, random);
+  const { logitsGrad } = answerLoss(logits, slots, 500, 40, weights);
+  assert.deepEqual([...labelsFromLogitsGradient(logitsGrad, 500, 40)], [...slots.labels]);
+});
+
+test('label noise: the host learns the randomized label, which is the truth at rate 1 − ρ + ρ/k', () => {
+  const random = rng(5);
+  const n = 4000;
+  const k = 8;
+  const rate = 0.5;
+  const t = 6;
+  const examples: Example[] = Array.from({ length: n }, () => {
+    const answerId = 100 + Math.floor(random() * k);
+    const targets = new BigInt64Array(t).fill(-100n);
+    targets[3] = BigInt(answerId);
+    const candidates = Array.from({ length: k }, (_, i) => 100 + i);
+    const e: Example = {
+      type: 'what',
+      image: new Float32Array(0),
+      text: new Float32Array(0),
+      targets,
+      answerPosition: 3,
+      answerId,
+      candidates,
+    };
+    return e;
+  });
+  const noisy = randomizedTargets(examples, rate, rng(9));
+  // What the host reads off the gradient is the randomized label.
+  const v = 120;
+  const logits = Float32Array.from({ length: n * v }, () => random() - 0.5);
+  const slots = answerSlots(concat(examples.map((e) => e.targets)), n, t);
+  const gradLabels = answerSlots(concat(examples.map((e) => noisy.get(e)!)), n, t).labels;
+  const { logitsGrad } = answerLoss(logits, slots, n, v, new Float32Array(n).fill(1), gradLabels);
+  const read = labelsFromLogitsGradient(logitsGrad, n, v);
+  assert.deepEqual([...read], [...gradLabels]);
+  const right = examples.filter((e, i) => read[i] === e.answerId).length / n;
+  const expected = 1 - rate + rate / k; // 0.5625
+  assert.ok(Math.abs(right - expected) < 0.03, `host right ${right}, expected ≈ ${expected}`);
+  assert.ok(Math.abs(randomizedResponseEpsilon(rate, k) - Math.log(9)) < 1e-12);
+  // The same seed gives the same randomized labels (training and the Fisher pass of a round agree).
+  const again = randomizedTargets(examples, rate, rng(9));
+  assert.ok(examples.every((e) => noisy.get(e)!.join() === again.get(e)!.join()));
+  assert.throws(() => randomizedTargets(examples, 1.5, rng(1)), /labelNoise must be in \[0, 1\]/);
+});
+
+const concat = (rows: BigInt64Array[]) => {
+  const out = new BigInt64Array(rows.reduce((s, r) => s + r.length, 0));
+  rows.forEach((r, i) => out.set(r, i * r.length));
+  return out;
+};

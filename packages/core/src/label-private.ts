@@ -60,6 +60,8 @@ export function answerLoss(
   batch: number,
   vocab: number,
   weights: Float32Array,
+  /** Labels the gradient is computed with ([batch, K], as slots.labels): randomized ones in label-noise mode. */
+  gradientLabels: Int32Array = slots.labels,
 ): { sampleLoss: Float32Array; logitsGrad: Float32Array } {
   const k = slots.answers;
   if (logits.length !== batch * k * vocab)
@@ -81,7 +83,9 @@ export function answerLoss(
       loss += logSum - logits[row + y]!;
       const w = weights[b]!;
       for (let c = 0; c < vocab; c++) logitsGrad[row + c] = w * Math.exp(logits[row + c]! - logSum);
-      logitsGrad[row + y]! -= w;
+      const g = gradientLabels[b * k + j]!;
+      if (!(g >= 0 && g < vocab)) throw new Error(`gradient label ${g} of sample ${b} is not a token id`);
+      logitsGrad[row + g]! -= w;
     }
     sampleLoss[b] = loss;
   }
@@ -117,19 +121,64 @@ export function labelPrivateRequests(
 
 /**
  * ForwardBackward without sending the targets: two host calls (ForwardLogits, BackwardLogits) and the loss on the
- * client. Same inputs and result as host.forwardBackward(req).
+ * client. Same inputs and result as host.forwardBackward(req), except that with `gradientTargets` (label noise) the
+ * gradient is that of the loss against those targets; the returned losses are always against the true ones.
  */
 export async function labelPrivateForwardBackward(
   host: LlmHost,
   info: Pick<LlmHostInfo, 'contextLength' | 'vocabSize'>,
   req: ForwardBackwardRequest,
+  gradientTargets?: BigInt64Array,
 ): Promise<ForwardBackwardResult> {
   if (!host.forwardLogits || !host.backwardLogits)
     throw new Error('label-private training needs an llm-host that serves ForwardLogits and BackwardLogits');
   const { forward, slots } = labelPrivateRequests(req, info.contextLength);
   const { logits } = await host.forwardLogits(forward);
-  const { sampleLoss, logitsGrad } = answerLoss(logits, slots, req.batch, info.vocabSize, req.lossWeights);
+  const gradientLabels = gradientTargets
+    ? answerSlots(gradientTargets, req.batch, info.contextLength).labels
+    : slots.labels;
+  if (gradientLabels.length !== slots.labels.length)
+    throw new Error('gradient targets must have their answers at the same positions as the targets');
+  const { sampleLoss, logitsGrad } = answerLoss(
+    logits,
+    slots,
+    req.batch,
+    info.vocabSize,
+    req.lossWeights,
+    gradientLabels,
+  );
   const backward: BackwardLogitsRequest = { ...forward, logitsGrad };
   const { gradInputsEmbeds } = await host.backwardLogits(backward);
   return { sampleLoss, gradInputsEmbeds };
+}
+
+/**
+ * What a curious host reads from a label-private step: the gradient it receives is w·(softmax − onehot(label)), so
+ * its only negative entry in a used slot is the label. Exposed for the tests and docs/security.md, which show that
+ * label-private mode alone hides the answers from the requests but not from the host's arithmetic.
+ */
+export function labelsFromLogitsGradient(logitsGrad: Float32Array, rows: number, vocab: number): Int32Array {
+  const out = new Int32Array(rows).fill(-1);
+  for (let r = 0; r < rows; r++) {
+    let best = 0;
+    let at = -1;
+    for (let c = 0; c < vocab; c++)
+      if (logitsGrad[r * vocab + c]! < best) {
+        best = logitsGrad[r * vocab + c]!;
+        at = c;
+      }
+    out[r] = at;
+  }
+  return out;
+}
+
+/**
+ * Label noise by randomized response over an example's answer candidates: with probability `rate` the gradient uses
+ * a uniformly drawn candidate (possibly the true answer) instead of the true answer. A host that reads the label off
+ * the gradient then learns the truth with probability 1 − rate + rate/k, and each use of a label is
+ * ε-label-differentially private with ε = ln(1 + (1 − rate)·k/rate) (k candidates).
+ */
+export function randomizedResponseEpsilon(rate: number, candidates: number): number {
+  if (!(rate > 0 && rate <= 1)) throw new Error(`label noise rate must be in (0, 1], got ${rate}`);
+  return Math.log(1 + ((1 - rate) * candidates) / rate);
 }

@@ -67,6 +67,12 @@ export interface SplitOptions {
    * gradient, so the targets never leave the client (see label-private.ts). Same gradients, more bytes per step.
    */
   labelPrivate?: boolean;
+  /**
+   * With labelPrivate: randomized response on the labels the gradient is computed with (label-private.ts). Each
+   * example gets one randomized label per local training run (a round), drawn from the run's seed, which the llm-host
+   * never sees: with this probability a uniformly drawn answer candidate replaces the true answer. 0: exact labels.
+   */
+  labelNoise?: number;
 }
 
 /** One split forward/backward step, normal or label-private, and the tensor bytes it put on the wire. */
@@ -74,14 +80,38 @@ async function splitStep(
   host: LlmHost,
   req: ForwardBackwardRequest,
   labelPrivate: boolean,
+  gradientTargets?: BigInt64Array,
 ): Promise<ForwardBackwardResult & { up: number; down: number }> {
   if (!labelPrivate) return { ...(await host.forwardBackward(req)), ...splitTrafficBytes(req) };
   const info = await host.info();
   const { forward } = labelPrivateRequests(req, info.contextLength);
   return {
-    ...(await labelPrivateForwardBackward(host, info, req)),
+    ...(await labelPrivateForwardBackward(host, info, req, gradientTargets)),
     ...labelPrivateTrafficBytes(forward, info.vocabSize),
   };
+}
+
+/**
+ * Per example, the targets its gradients use under label noise: the answer token replaced, with probability `rate`,
+ * by a uniformly drawn candidate. Drawn once per call (one local training run), so repeated steps on an example
+ * reveal the same randomized label, not fresh samples of the truth.
+ */
+export function randomizedTargets(
+  examples: readonly Example[],
+  rate: number,
+  random: () => number,
+): Map<Example, BigInt64Array> {
+  if (!(rate >= 0 && rate <= 1)) throw new Error(`labelNoise must be in [0, 1], got ${rate}`);
+  const out = new Map<Example, BigInt64Array>();
+  for (const ex of examples) {
+    const targets = new BigInt64Array(ex.targets);
+    if (random() < rate && ex.candidates.length > 0) {
+      const pick = ex.candidates[Math.floor(random() * ex.candidates.length)]!;
+      for (let p = 0; p < targets.length; p++) if (targets[p] === BigInt(ex.answerId)) targets[p] = BigInt(pick);
+    }
+    out.set(ex, targets);
+  }
+  return out;
 }
 
 export interface LocalTrainingResult {
@@ -214,6 +244,23 @@ export class AnswerTally {
   }
 }
 
+/** The randomized gradient targets of a run with label noise (same seed, same examples: the same labels). */
+function labelNoiseTargets(examples: readonly Example[], o: SplitOptions & { seed?: number }) {
+  if (!o.labelPrivate || !o.labelNoise) return undefined;
+  if (o.seed === undefined) throw new Error('label noise needs the local training seed');
+  return randomizedTargets(examples, o.labelNoise, rng(o.seed ^ 0x5eed));
+}
+
+const concatTargets = (rows: BigInt64Array[]): BigInt64Array => {
+  const out = new BigInt64Array(rows.reduce((n, r) => n + r.length, 0));
+  let at = 0;
+  for (const r of rows) {
+    out.set(r, at);
+    at += r.length;
+  }
+  return out;
+};
+
 /** Local training of the adapters from `start` (the global adapters) on this client's examples. */
 export async function trainLocal(
   host: LlmHost,
@@ -229,6 +276,7 @@ export async function trainLocal(
   const scale = adapterScale(adapter);
   const optimizer = makeOptimizer(cfg);
   const random = rng(cfg.seed);
+  const noise = labelNoiseTargets(examples, cfg);
   const losses: number[] = [];
   let up = 0;
   let down = 0;
@@ -243,7 +291,8 @@ export async function trainLocal(
       targets: a.targets,
       lossWeights: new Float32Array(batch.length).fill(1 / tokens),
     };
-    const res = await splitStep(host, req, cfg.labelPrivate ?? false);
+    const gradientTargets = noise && concatTargets(batch.map((ex) => noise.get(ex)!));
+    const res = await splitStep(host, req, cfg.labelPrivate ?? false, gradientTargets);
     up += res.up;
     down += res.down;
     const loss = res.sampleLoss.reduce((s, x) => s + x, 0) / tokens;
@@ -284,9 +333,15 @@ export async function fisherDiagonal(
   adapter: AdapterConfig,
   weights: AdapterWeights,
   examples: readonly Example[],
-  options: { maxSamples?: number; batchSize?: number } & SplitOptions = {},
+  options: {
+    maxSamples?: number;
+    batchSize?: number;
+    /** With labelNoise: the local training run's seed, so the Fisher pass reuses the same randomized labels. */
+    seed?: number;
+  } & SplitOptions = {},
 ): Promise<AdapterWeights> {
   const scale = adapterScale(adapter);
+  const noise = labelNoiseTargets(examples, options);
   const use = examples.slice(0, options.maxSamples ?? examples.length);
   if (use.length === 0) throw new Error('the Fisher diagonal needs at least one example');
   const fisher = zerosLike(weights);
@@ -300,7 +355,8 @@ export async function fisherDiagonal(
       targets: a.targets,
       lossWeights: new Float32Array(batch.length).fill(1),
     };
-    const res = await splitStep(host, req, options.labelPrivate ?? false);
+    const gradientTargets = noise && concatTargets(batch.map((ex) => noise.get(ex)!));
+    const res = await splitStep(host, req, options.labelPrivate ?? false, gradientTargets);
     for (let i = 0; i < batch.length; i++) {
       const one = adaptBatch([batch[i]!], dims, weights, scale);
       const t = dims.contextLength * dims.dModel;

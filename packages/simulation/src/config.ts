@@ -58,6 +58,11 @@ export interface SimulationConfig {
        * Fisher diagonal times `fisherScale` (default 1). See adversary.ts and docs/robustness.md.
        */
       adversaries?: AdversarySpec;
+      /**
+       * How the simulated clients do split training (method federated): `labelPrivate` keeps targets out of the
+       * llm-host requests; `labelNoise` adds randomized response to the labels the gradients use (docs/security.md).
+       */
+      split?: { labelPrivate?: boolean; labelNoise?: number };
     };
   };
 }
@@ -130,6 +135,14 @@ export const SIMULATION_SCHEMA = {
               additionalProperties: false,
               properties: { testImagesPerDomain: positiveInt },
             },
+            split: {
+              type: 'object',
+              additionalProperties: false,
+              properties: {
+                labelPrivate: { type: 'boolean' },
+                labelNoise: { type: 'number', minimum: 0, maximum: 1 },
+              },
+            },
             adversaries: {
               type: 'object',
               required: ['clients', 'attack'],
@@ -192,6 +205,11 @@ export function checkConfig(value: unknown, source = 'config'): SimulationConfig
     problems.push(`spec.simulation.data.partition.alpha is required for ${part.kind}`);
   if (part.kind === 'domain' && s.simulation.data.domains.length < 2)
     problems.push('spec.simulation.data.partition: domain skew needs at least two domains');
+  const split = s.simulation.split;
+  if (split?.labelNoise && !split.labelPrivate)
+    problems.push('spec.simulation.split.labelNoise needs spec.simulation.split.labelPrivate: true');
+  if (split?.labelPrivate && s.simulation.method !== 'federated')
+    problems.push(`spec.simulation.split applies to method federated only (method is ${s.simulation.method})`);
   const adv = s.simulation.adversaries;
   if (adv) {
     if (adv.clients > s.simulation.clients)

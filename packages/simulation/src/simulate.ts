@@ -15,6 +15,7 @@ import {
   initAdapters,
   type LlmHost,
   type LocalTrainingConfig,
+  type SplitOptions,
   type StrategySpec,
   trainLocal,
 } from '@fednano/core';
@@ -78,7 +79,7 @@ interface Trainer {
   train(
     start: AdapterWeights,
     examples: Example[],
-    cfg: LocalTrainingConfig,
+    cfg: LocalTrainingConfig & SplitOptions,
   ): Promise<{
     weights: AdapterWeights;
     meanLoss: number;
@@ -87,7 +88,12 @@ interface Trainer {
     upBytes: number;
     downBytes: number;
   }>;
-  fisher(weights: AdapterWeights, examples: Example[], maxSamples: number): Promise<AdapterWeights>;
+  fisher(
+    weights: AdapterWeights,
+    examples: Example[],
+    maxSamples: number,
+    split?: SplitOptions & { seed?: number },
+  ): Promise<AdapterWeights>;
   evaluate(weights: AdapterWeights, examples: Example[]): Promise<EvaluationResult>;
   close(): Promise<void>;
 }
@@ -105,7 +111,8 @@ function nanoAdapterTrainer(
     initial,
     clientParams: edgeParams + [...initial.values()].reduce((n, t) => n + t.length, 0),
     train: (start, examples, cfg) => trainLocal(host, dims, adapter, start, examples, cfg),
-    fisher: (w, examples, maxSamples) => fisherDiagonal(host, dims, adapter, w, examples, { maxSamples }),
+    fisher: (w, examples, maxSamples, split) =>
+      fisherDiagonal(host, dims, adapter, w, examples, { maxSamples, ...split }),
     evaluate: (w, examples) => evaluateAdapters(host, dims, adapter, w, examples),
     close: () => host.close(),
   };
@@ -183,6 +190,7 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
       steps: s.training.localSteps,
       seed,
       proximalMu,
+      ...sim.split,
     });
     let global: AdapterWeights = trainer.initial;
     const adapterParams = [...global.values()].reduce((n, t) => n + t.length, 0);
@@ -249,7 +257,7 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
           const seed = clientSeed(sim.seed, round, index);
           const r = await trainer.train(global, c.examples, training(seed, proximalMu));
           let fisher = strategy.needsFisher
-            ? await trainer.fisher(r.weights, c.examples, s.training.fisherSamples ?? 64)
+            ? await trainer.fisher(r.weights, c.examples, s.training.fisherSamples ?? 64, { ...sim.split, seed })
             : undefined;
           let weights = r.weights;
           // A Byzantine client trains honestly, then replaces what it sends (before the codec, as a real one would).

@@ -36,6 +36,8 @@ export interface AgentOptions extends FederationRef {
   waitMs: number;
   /** Label-private split training: the llm-host never receives this client's targets (answers). */
   labelPrivate?: boolean;
+  /** With labelPrivate: randomized-response rate on the labels the gradients use (0: exact). */
+  labelNoise?: number;
   log: Logger;
 }
 
@@ -108,7 +110,13 @@ export async function runClientRound(nc: NatsConnection, host: LlmHost, o: Agent
     spec.adapter,
     global,
     examples,
-    { ...spec.training, seed, proximalMu: strategy.clientConfig().proximalMu, labelPrivate: o.labelPrivate },
+    {
+      ...spec.training,
+      seed,
+      proximalMu: strategy.clientConfig().proximalMu,
+      labelPrivate: o.labelPrivate,
+      labelNoise: o.labelNoise,
+    },
     (step, loss) => progress({ phase: 'training', step: step + 1, steps: spec.training.steps, loss }),
   );
   let fisher: Awaited<ReturnType<typeof fisherDiagonal>> | undefined;
@@ -117,6 +125,8 @@ export async function runClientRound(nc: NatsConnection, host: LlmHost, o: Agent
     fisher = await fisherDiagonal(host, dims, spec.adapter, trained.weights, examples, {
       maxSamples: spec.training.fisherSamples,
       labelPrivate: o.labelPrivate,
+      labelNoise: o.labelNoise,
+      seed,
     });
   }
   const bytes = encodeUpdate(

@@ -31,6 +31,12 @@ export const CLIENT_AGENT_FLAGS = {
       'Label-private split training: the llm-host returns logits at the answer positions and the loss is computed here, so answers never leave this client (more bytes per step)',
     default: false,
   },
+  'label-noise': {
+    type: 'number',
+    description:
+      'With --label-private: probability of training on a randomly drawn answer candidate instead of the true answer (randomized response; the host can read the label off the gradient otherwise)',
+    default: 0,
+  },
   'retry-budget-ms': {
     type: 'number',
     description: 'How long one llm-host call may keep retrying while the host is unavailable',
@@ -50,6 +56,9 @@ export async function main(argv: string[]): Promise<number> {
       checkName('federation', f.federation);
       checkName('client', f.client);
       if (!Number.isInteger(f.round) || f.round < 1) throw new Error(`--round must be 1 or more, got ${f.round}`);
+      if (!(f['label-noise'] >= 0 && f['label-noise'] <= 1))
+        throw new Error(`--label-noise must be in [0, 1], got ${f['label-noise']}`);
+      if (f['label-noise'] > 0 && !f['label-private']) throw new Error('--label-noise needs --label-private');
     },
   );
   const log = createLogger('client-agent', {
@@ -80,6 +89,7 @@ export async function main(argv: string[]): Promise<number> {
       dataPath: flags.data,
       waitMs: flags['wait-ms'],
       labelPrivate: flags['label-private'],
+      labelNoise: flags['label-noise'],
       log,
     });
     log.info(outcome, outcome.kind === 'published' ? 'update published' : `nothing to do: ${outcome.kind}`);
