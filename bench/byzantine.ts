@@ -10,6 +10,7 @@ import {
   BYZANTINE_BUDGET,
   BYZANTINE_CLIENTS,
   BYZANTINE_CLIP_MARGIN,
+  BYZANTINE_FISHER_POISON,
   BYZANTINE_MARGIN,
   BYZANTINE_MIN_DROP,
   BYZANTINE_SCALE,
@@ -29,8 +30,7 @@ const seeds = [0];
 const MARGIN = 100 * BYZANTINE_MARGIN;
 const CLIP_MARGIN = 100 * BYZANTINE_CLIP_MARGIN;
 const MIN_DROP = 100 * BYZANTINE_MIN_DROP;
-/** A poisoned Fisher diagonal: the adversaries multiply theirs by this to dominate Fisher merging. */
-const FISHER_POISON = 1000;
+const FISHER_POISON = BYZANTINE_FISHER_POISON;
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const started = performance.now();
@@ -65,13 +65,11 @@ async function run(
 }
 
 for (const s of strategies) await run(s.key, s.label, s.strategy);
-const fisherClip = strategies.at(-1)!;
-await run(
-  `${fisherClip.key}_poisoned`,
-  `${fisherClip.label}, Fisher x${FISHER_POISON}`,
-  fisherClip.strategy,
-  FISHER_POISON,
-);
+// Poisoned Fisher diagonals against Fisher merging, without and with the Fisher cap.
+for (const key of ['fisher_clip', 'fisher_clip_cap']) {
+  const s = strategies.find((x) => x.key === key)!;
+  await run(`${s.key}_poisoned`, `${s.label}, Fisher x${FISHER_POISON}`, s.strategy, FISHER_POISON);
+}
 const minutes = (performance.now() - started) / 60000;
 
 const clean = rows[0]!.acc[0]!;
@@ -105,14 +103,17 @@ ${table.map((r) => `| ${r.join(' | ')} |`).join('\n')}
   - **sign-flip**: −s·Δ (drives the adapter against the data);
   - **random**: Gaussian noise in a random direction with norm s·‖Δ‖.
   They report their true sample count. With Fisher merging they send their honest Fisher diagonal (rows "fisher + clip"), or
-  that diagonal times ${FISHER_POISON} (last row), which buys them most of the weight of every coordinate.
+  that diagonal times ${FISHER_POISON} (rows "Fisher x${FISHER_POISON}"), which without a bound buys them most of the weight of every coordinate.
 - Strategies: FedAvg (sample-weighted mean); coordinate-wise median; trimmed mean dropping 20% (2 of 10) at each end of
   every coordinate; FedAvg and Fisher merging with each update clipped to L2 norm ${budget.clipNorm} (about the median honest update norm:
-  1.5-1.7 in round 1, 0.9-1.3 later at this budget, measured; an adversary's is 10 times its own).
+  1.5-1.7 in round 1, 0.9-1.3 later at this budget, measured; an adversary's is 10 times its own); Fisher merging with
+  the Fisher cap (strategy option \`fisherCap\`: each client's diagonal scaled to mean 1, then capped per coordinate), which
+  makes a client's Fisher weight independent of how much it inflates its diagonal.
 - CI (\`packages/simulation/src/byzantine.test.ts\`, the same budget and seed 0, the cells named here) asserts that FedAvg
   loses at least ${MIN_DROP} points under sign-flip and under scale; that under sign-flip median and trimmed mean end within
-  ${MARGIN} points of clean FedAvg, FedAvg + clipping and Fisher + clipping within ${CLIP_MARGIN} points; and that each of
-  them recovers more than half of what FedAvg loses to sign-flip. Random and the poisoned Fisher are measured here only.
+  ${MARGIN} points of clean FedAvg, FedAvg + clipping and Fisher + clipping (with and without the cap) within ${CLIP_MARGIN} points; that each of
+  them recovers more than half of what FedAvg loses to sign-flip; and that capped Fisher merging stays within ${CLIP_MARGIN} points
+  under sign-flip with a Fisher diagonal poisoned x${FISHER_POISON}. Random is measured here only.
 
 ## Reading the table
 
@@ -126,9 +127,10 @@ Median and trimmed mean discard the outliers coordinate by coordinate and stay c
 attack. Clipping bounds what one update can do but does not remove it: under sign-flip two updates of the clip norm
 still pull against the eight honest ones, so the clipped strategies learn more slowly instead of being wrecked (and
 clipping at the median honest norm already slows clean training). Noise in a random direction hurts least: it is
-nearly orthogonal to what the data asks for. Fisher merging trusts the Fisher diagonal each client sends: an adversary
-that inflates it takes most of the weight of every coordinate, and clipping then only limits the size of its step,
-so Fisher merging is not robust to a poisoned Fisher unless the server also bounds the Fisher mass per client.
+nearly orthogonal to what the data asks for. Plain Fisher merging trusts the Fisher diagonal each client sends: an
+adversary that inflates it takes most of the weight of every coordinate, and clipping only limits the size of its step.
+The Fisher cap normalizes each client's diagonal before merging, so inflating it buys nothing: compare the two
+"Fisher x${FISHER_POISON}" rows.
 
 ## Reproduce
 

@@ -42,6 +42,16 @@ describe('strategies on hand-computed cases', () => {
     // epsilon shrinks towards zero where the Fisher mass is small
     close(run({ name: 'fisher', epsilon: 1 }, [0], [update('a', [2], 1, [1])]), [1]);
   });
+  test('Fisher cap: each diagonal scaled to mean 1 and capped, so inflating it buys a client nothing', () => {
+    // a's Fisher [2, 6] has mean 4 -> [0.5, 1.5]; b's [1, 1] -> [1, 1]; with cap 1.2: a [0.5, 1.2].
+    const honest = [update('a', [0, 0], 1, [2, 6]), update('b', [4, 4], 1, [1, 1])];
+    const capped = run({ name: 'fisher', epsilon: 0, fisherCap: 1.2 }, [0, 0], honest);
+    close(capped, [(0.5 * 0 + 1 * 4) / 1.5, (1.2 * 0 + 1 * 4) / 2.2]);
+    // b inflates its diagonal a thousandfold: without the cap it takes over, with it nothing changes.
+    const poisoned = [honest[0]!, update('b', [4, 4], 1, [1000, 1000])];
+    close(run({ name: 'fisher', epsilon: 0, fisherCap: 1.2 }, [0, 0], poisoned), capped);
+    assert.ok(run({ name: 'fisher', epsilon: 0 }, [0, 0], poisoned)[0]! > 3.99);
+  });
   test('FedAdam and FedYogi: one server step from the mean update', () => {
     const tau = 1e-3;
     const vAdam = 0.99 * tau * tau + 0.01;

@@ -41,7 +41,16 @@ export type StrategySpec = {
 } & (
   | { name: 'fedavg' }
   | { name: 'fedprox'; mu: number }
-  | { name: 'fisher'; lambda?: 'uniform' | 'samples'; epsilon?: number }
+  | {
+      name: 'fisher';
+      lambda?: 'uniform' | 'samples';
+      epsilon?: number;
+      /**
+       * Bound on one client's Fisher influence: its diagonal is scaled to mean 1 and capped at this value per
+       * coordinate, so inflating (or concentrating) the Fisher it reports buys a client no more weight.
+       */
+      fisherCap?: number;
+    }
   | { name: 'fedadam' | 'fedyogi'; serverLr?: number; beta1?: number; beta2?: number; tau?: number }
   | { name: 'median' }
   | { name: 'trimmed-mean'; trim: number }
@@ -160,12 +169,13 @@ function fisherMerge(spec: Extract<StrategySpec, { name: 'fisher' }>, global: Ad
     },
     add(u) {
       if (!u.fisher) throw new Error(`Fisher merging needs the Fisher diagonal from client ${u.client}`);
+      const fisher = spec.fisherCap === undefined ? u.fisher : boundedFisher(u.fisher, spec.fisherCap);
       const d = preprocess(spec, global, u);
       const lambda = spec.lambda === 'samples' ? u.samples : 1;
       mean.add(d, lambda);
       lambdaTotal += lambda;
       for (const [k, n] of num) {
-        const f = u.fisher.get(k);
+        const f = fisher.get(k);
         if (!f || f.length !== n.length)
           throw new Error(`Fisher tensor '${k}' from client ${u.client} is missing or has the wrong size`);
         const g = global.get(k)!;
@@ -191,6 +201,19 @@ function fisherMerge(spec: Extract<StrategySpec, { name: 'fisher' }>, global: Ad
       );
     },
   };
+}
+
+/** A client's Fisher diagonal scaled to mean 1 over all its coordinates, each then capped at `cap`. */
+export function boundedFisher(fisher: AdapterWeights, cap: number): AdapterWeights {
+  let sum = 0;
+  let n = 0;
+  for (const f of fisher.values()) {
+    for (let i = 0; i < f.length; i++) sum += f[i]!;
+    n += f.length;
+  }
+  const mean = sum / Math.max(1, n);
+  if (!(mean > 0)) return fisher; // no Fisher mass: the merge falls back to the weighted mean there
+  return new Map([...fisher].map(([k, f]) => [k, Float32Array.from(f, (x) => Math.min(x / mean, cap))]));
 }
 
 /** Coordinate-wise median or trimmed mean of the clients' (clipped) weights. Buffers all updates. */

@@ -72,7 +72,18 @@ export const byzantineStrategies = (
     strategy: { name: 'fisher', clipNorm },
     margin: BYZANTINE_CLIP_MARGIN,
   },
+  {
+    key: 'fisher_clip_cap',
+    label: `fisher + clip ${clipNorm} + Fisher cap ${BYZANTINE_FISHER_CAP}`,
+    strategy: { name: 'fisher', clipNorm, fisherCap: BYZANTINE_FISHER_CAP },
+    margin: BYZANTINE_CLIP_MARGIN,
+  },
 ];
+
+/** Per-coordinate cap on a client's mean-normalized Fisher diagonal (strategy option fisherCap). */
+export const BYZANTINE_FISHER_CAP = 10;
+/** A poisoned Fisher diagonal: the adversaries multiply theirs by this to dominate Fisher merging. */
+export const BYZANTINE_FISHER_POISON = 1000;
 
 const MODEL = fileURLToPath(new URL('../../../models/reference', import.meta.url));
 

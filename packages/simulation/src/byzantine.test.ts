@@ -3,6 +3,8 @@ import { before, describe, test } from 'node:test';
 import type { AttackKind } from './adversary.js';
 import {
   BYZANTINE_BUDGET,
+  BYZANTINE_CLIP_MARGIN,
+  BYZANTINE_FISHER_POISON,
   BYZANTINE_MIN_DROP,
   byzantineConfig,
   byzantineStrategies,
@@ -20,8 +22,8 @@ import { simulate } from './simulate.js';
  */
 const SEED = Number(process.env.BYZANTINE_SEED ?? 0);
 
-const accuracy = async (strategy: StrategyConfig, attack?: AttackKind) => {
-  const r = await simulate(byzantineConfig(BYZANTINE_BUDGET, strategy, { seed: SEED, attack }));
+const accuracy = async (strategy: StrategyConfig, attack?: AttackKind, fisherScale?: number) => {
+  const r = await simulate(byzantineConfig(BYZANTINE_BUDGET, strategy, { seed: SEED, attack, fisherScale }));
   if (attack) assert.equal(r.adversaries?.length, 2);
   return r.final.accuracy;
 };
@@ -54,4 +56,11 @@ describe('Byzantine clients (2 of 10)', () => {
         `${label} ${pct(attacked)} recovers less than half of FedAvg's loss (${pct(signFlipped)} vs ${pct(clean)})`,
       );
     });
+
+  test(`a poisoned Fisher diagonal (x${BYZANTINE_FISHER_POISON}) with sign-flip: the Fisher cap keeps Fisher merging within ${100 * BYZANTINE_CLIP_MARGIN} points`, async (t) => {
+    const capped = robust.find((s) => s.key === 'fisher_clip_cap')!;
+    const attacked = await accuracy(capped.strategy, 'sign-flip', BYZANTINE_FISHER_POISON);
+    t.diagnostic(`fedavg clean ${pct(clean)}, ${capped.label} with a poisoned Fisher ${pct(attacked)}`);
+    assert.ok(attacked > clean - BYZANTINE_CLIP_MARGIN, `clean FedAvg ${pct(clean)}, capped Fisher ${pct(attacked)}`);
+  });
 });

@@ -21,6 +21,7 @@ export interface SimulationConfig {
       mu?: number;
       lambda?: 'uniform' | 'samples';
       epsilon?: number;
+      fisherCap?: number;
       serverLr?: number;
       trim?: number;
       clipNorm?: number;

@@ -19,7 +19,7 @@ import {
   type StrategySpec,
   trainLocal,
 } from '@fednano/core';
-import { imageTokenCount, type LoadedModelFolder, loadModelFolder, openModel } from '@fednano/model';
+import { imageTokenCount, type LoadedModelFolder, labelPrivateParts, loadModelFolder, openModel } from '@fednano/model';
 import { attackFisher, attackWeights, chooseAdversaries } from './adversary.js';
 import { clientsPerRound, type SimulationConfig } from './config.js';
 import { LoraClientModel } from './lora-baseline.js';
@@ -158,7 +158,11 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
               contextLength: cfg.contextLength,
               vocabSize: cfg.vocabSize,
             },
-            { llm: folder.files.llm, llmVjp: folder.files.llm_vjp },
+            {
+              llm: folder.files.llm,
+              llmVjp: folder.files.llm_vjp,
+              ...(sim.split?.labelPrivate ? labelPrivateParts(cfg, folder.files.llm) : {}),
+            },
           ),
           dims,
           s.adapter,
