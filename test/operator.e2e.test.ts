@@ -6,16 +6,13 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { writeShard } from '@fednano/data';
-import { SERVICE_ENTRIES } from '@fednano/local-cluster';
-import { loadModelFolder } from '@fednano/model';
 import { freePort, httpText, NatsServer, ServiceProcess } from '@fednano/service-kit';
-import { loadConfig, planFederation } from '@fednano/simulation';
 import { connectNats, ensureStorage, readRound } from '@fednano/wire';
 import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { edgeKubelet, federationManifest, waitFor, writeFixtureShards } from './support/emulated-federation.js';
 import { FaultProxy } from './support/fault-proxy.js';
 import { type KubeApi, startKubeApi } from './support/kube-api/index.js';
-import { ProcessKubelet } from './support/process-kubelet.js';
+import type { ProcessKubelet } from './support/process-kubelet.js';
 
 /**
  * The operator end to end on an emulated cluster: a Kubernetes API server emulated over real HTTP (driven by the
@@ -108,27 +105,12 @@ const round = async (name: string) =>
     };
   };
 
-async function until<T>(
+const until = <T>(
   what: string,
   get: () => Promise<T>,
   ok: (v: T) => boolean,
   timeoutMs = Number(process.env.E2E_TIMEOUT_MS ?? 240_000),
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T | undefined;
-  while (Date.now() < deadline) {
-    try {
-      last = await get();
-      if (ok(last)) return last;
-    } catch {
-      // not there yet
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(
-    `timed out waiting for ${what}; last seen: ${JSON.stringify(last)?.slice(0, 1500)}\n${clusterState()}`,
-  );
-}
+) => waitFor(what, get, ok, timeoutMs, clusterState);
 
 /** What the cluster looks like, for failure messages. */
 function clusterState(): string {
@@ -151,18 +133,11 @@ before(async () => {
   api = await startKubeApi({ crds: CRDS, deploymentController: true, schedulePods: true });
   kubeconfig = await api.writeKubeconfig(join(work, 'kubeconfig'));
   nats = await NatsServer.start();
-  const config = await loadConfig(join(ROOT, 'test/fixtures/e2e-small.yaml'));
-  const folder = await loadModelFolder(join(ROOT, config.spec.model.path));
-  const plan = await planFederation(config, folder.manifest.recipe.seed);
-  for (const c of plan.clients) await writeShard(join(work, 'data', c.id), plan.sets, c.questions);
+  await writeFixtureShards(join(work, 'data'));
   const kc = new KubeConfig();
   kc.loadFromString(api.kubeconfig());
   custom = kc.makeApiClient(CustomObjectsApi);
-  kubelet = new ProcessKubelet(kc, {
-    nodes: [
-      { name: 'gpu-0', labels: { 'nvidia.com/gpu.present': 'true' } },
-      ...CLIENTS.map((c) => ({ name: `edge-${c}`, labels: {} })),
-    ],
+  kubelet = edgeKubelet(kc, CLIENTS, {
     onLog: (pod, line) => {
       if (!podLogs.has(pod)) podLogs.set(pod, []);
       podLogs.get(pod)!.push(line);
@@ -172,32 +147,22 @@ before(async () => {
       const i = args.indexOf('--nats');
       return proxy && i >= 0 ? args.map((a, j) => (j === i + 1 ? `nats://${proxy.address}` : a)) : args;
     },
-    images: {
-      'fednano/llm-host': SERVICE_ENTRIES.llmHost,
-      'fednano/aggregator': SERVICE_ENTRIES.aggregator,
-      'fednano/client-agent': SERVICE_ENTRIES.clientAgent,
-    },
   });
   await kubelet.start();
   operatorOps = await freePort();
   operator = startOperator();
   await operator.waitReady(operatorOps);
-  await apply(`
-apiVersion: fednano.io/v1alpha1
-kind: Federation
-metadata: { name: e2e, namespace: default }
-spec:
-  model: { path: models/reference }
-  llmHost:
-    gpus: 0
-    nodeSelector: { nvidia.com/gpu.present: "true" }
-  clients:
-${CLIENTS.map((c) => `    - name: ${c}\n      nodeSelector: { kubernetes.io/hostname: edge-${c} }\n      dataVolume: { hostPath: { path: ${join(work, 'data', c)} } }`).join('\n')}
-  adapter: { rank: 8, alpha: 16 }
-  strategy: { name: fisher }
-  training: { localSteps: 6, batchSize: 8, learningRate: 0.003, optimizer: adamw, fisherSamples: 16 }
-  participation: { clientsPerRound: 3, minClients: 2 }
-`);
+  await apply(
+    federationManifest({
+      name: 'e2e',
+      namespace: 'default',
+      clients: CLIENTS,
+      dataDir: join(work, 'data'),
+      strategy: '{ name: fisher }',
+      training: '{ localSteps: 6, batchSize: 8, learningRate: 0.003, optimizer: adamw, fisherSamples: 16 }',
+      participation: '{ clientsPerRound: 3, minClients: 2 }',
+    }),
+  );
 });
 
 after(async () => {

@@ -4,11 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { writeShard } from '@fednano/data';
-import { SERVICE_ENTRIES } from '@fednano/local-cluster';
-import { loadModelFolder } from '@fednano/model';
 import { freePort, httpText, NatsServer, ServiceProcess } from '@fednano/service-kit';
-import { loadConfig, planFederation } from '@fednano/simulation';
 import {
   connectNats,
   createNatsIdentity,
@@ -20,8 +16,9 @@ import {
 } from '@fednano/wire';
 import { CoreV1Api, CustomObjectsApi, KubeConfig, KubernetesObjectApi } from '@kubernetes/client-node';
 import { parse } from 'yaml';
+import { edgeKubelet, federationManifest, waitFor, writeFixtureShards } from './support/emulated-federation.js';
 import { type KubeApi, startKubeApi } from './support/kube-api/index.js';
-import { ProcessKubelet } from './support/process-kubelet.js';
+import type { ProcessKubelet } from './support/process-kubelet.js';
 
 /**
  * Security end to end: the operator issues every identity (NATS accounts and NKey users, a CA and certificates), the
@@ -47,45 +44,24 @@ let custom: CustomObjectsApi;
 let objects: KubernetesObjectApi;
 let reloader: NodeJS.Timeout | undefined;
 let reloads = 0;
-const federationYaml = (clients: string[]) => `
-apiVersion: fednano.io/v1alpha1
-kind: Federation
-metadata: { name: sec, namespace: ${NS} }
-spec:
-  model: { path: models/reference }
-  llmHost:
-    gpus: 0
-    nodeSelector: { nvidia.com/gpu.present: "true" }
-  clients:
-${clients.map((c) => `    - name: ${c}\n      nodeSelector: { kubernetes.io/hostname: edge-${c} }\n      dataVolume: { hostPath: { path: ${join(work, 'data', c)} } }`).join('\n')}
-  adapter: { rank: 8, alpha: 16 }
-  strategy: { name: fedavg }
-  training: { localSteps: 4, batchSize: 8, learningRate: 0.003, optimizer: adamw }
-  participation: { fraction: 1, minClients: 2 }
-`;
+const federationYaml = (clients: string[]) =>
+  federationManifest({
+    name: 'sec',
+    namespace: NS,
+    clients,
+    dataDir: join(work, 'data'),
+    strategy: '{ name: fedavg }',
+    training: '{ localSteps: 4, batchSize: 8, learningRate: 0.003, optimizer: adamw }',
+    participation: '{ fraction: 1, minClients: 2 }',
+  });
 
 async function secretData(name: string): Promise<Record<string, string>> {
   const s = await core.readNamespacedSecret({ namespace: NS, name });
   return Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()]));
 }
 
-async function until<T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 180_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T | undefined;
-  let error = '';
-  while (Date.now() < deadline) {
-    try {
-      last = await get();
-      if (ok(last)) return last;
-    } catch (e) {
-      error = (e as Error).message;
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(
-    `timed out waiting for ${what}; last seen: ${JSON.stringify(last)?.slice(0, 1500)} ${error}\noperator:\n${operator.output.slice(-3000)}`,
-  );
-}
+const until = <T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 180_000) =>
+  waitFor(what, get, ok, timeoutMs, () => `operator:\n${operator.output.slice(-3000)}`);
 
 const fr = async (name: string) =>
   (await custom.getNamespacedCustomObject({
@@ -123,10 +99,7 @@ before(async () => {
       },
     ]),
   });
-  const config = await loadConfig(join(ROOT, 'test/fixtures/e2e-small.yaml'));
-  const folder = await loadModelFolder(join(ROOT, config.spec.model.path));
-  const plan = await planFederation(config, folder.manifest.recipe.seed);
-  for (const c of plan.clients) await writeShard(join(work, 'data', c.id), plan.sets, c.questions);
+  await writeFixtureShards(join(work, 'data'));
   const kc = new KubeConfig();
   kc.loadFromString(api.kubeconfig());
   core = kc.makeApiClient(CoreV1Api);
@@ -146,17 +119,7 @@ before(async () => {
     }
   };
   reloader = setInterval(() => reload().catch(() => {}), 300);
-  kubelet = new ProcessKubelet(kc, {
-    nodes: [
-      { name: 'gpu-0', labels: { 'nvidia.com/gpu.present': 'true' } },
-      ...CLIENTS.map((c) => ({ name: `edge-${c}`, labels: {} })),
-    ],
-    images: {
-      'fednano/llm-host': SERVICE_ENTRIES.llmHost,
-      'fednano/aggregator': SERVICE_ENTRIES.aggregator,
-      'fednano/client-agent': SERVICE_ENTRIES.clientAgent,
-    },
-  });
+  kubelet = edgeKubelet(kc, CLIENTS);
   await kubelet.start();
   const ops = await freePort();
   operator = ServiceProcess.start({

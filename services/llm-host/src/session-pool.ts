@@ -176,15 +176,7 @@ export class LlmSessionPool {
     contextLength: number,
     options: PoolRunOptions = {},
   ): Promise<ForwardLogitsResult> {
-    const { batch: b, answers: k } = batch;
-    const feeds = {
-      inputs_embeds: {
-        dtype: DType.FLOAT,
-        dims: [b, contextLength, batch.inputsEmbeds.length / (b * contextLength)],
-        data: batch.inputsEmbeds,
-      },
-      positions: { dtype: DType.INT64, dims: [b, k], data: batch.positions },
-    };
+    const feeds = answerFeeds(batch, contextLength);
     return this.answers().forward.use(async (session) => {
       const r = await session.run(feeds, { transferInputs: options.transferInputs });
       return { logits: r.answer_logits!.data as Float32Array };
@@ -199,12 +191,7 @@ export class LlmSessionPool {
   ): Promise<BackwardLogitsResult> {
     const { batch: b, answers: k } = batch;
     const feeds = {
-      inputs_embeds: {
-        dtype: DType.FLOAT,
-        dims: [b, contextLength, batch.inputsEmbeds.length / (b * contextLength)],
-        data: batch.inputsEmbeds,
-      },
-      positions: { dtype: DType.INT64, dims: [b, k], data: batch.positions },
+      ...answerFeeds(batch, contextLength),
       answer_logits_grad: {
         dtype: DType.FLOAT,
         dims: [b, k, batch.logitsGrad.length / (b * k)],
@@ -274,4 +261,17 @@ export class LlmSessionPool {
       this.answerSlots?.vjp.close(),
     ]);
   }
+}
+
+/** The inputs both answer-logits graphs take: the embeddings and the answer positions. */
+function answerFeeds(batch: ForwardLogitsRequest, contextLength: number) {
+  const { batch: b, answers: k } = batch;
+  return {
+    inputs_embeds: {
+      dtype: DType.FLOAT,
+      dims: [b, contextLength, batch.inputsEmbeds.length / (b * contextLength)],
+      data: batch.inputsEmbeds,
+    },
+    positions: { dtype: DType.INT64, dims: [b, k], data: batch.positions },
+  };
 }
