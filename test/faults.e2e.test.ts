@@ -4,17 +4,12 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
-import {
-  type ClientProgress,
-  type LocalCluster,
-  type LocalClusterOptions,
-  type RunHooks,
-  runFederation,
-} from '@fednano/local-cluster';
+import { type LocalCluster, type LocalClusterOptions, type RunHooks, runFederation } from '@fednano/local-cluster';
 import { httpText, type ServiceProcess } from '@fednano/service-kit';
 import { loadConfig, type SimulationConfig } from '@fednano/simulation';
 import type { RoundDocument } from '@fednano/wire';
 import { FaultProxy, type LinkShape } from './support/fault-proxy.js';
+import { onFirst } from './support/run-hooks.js';
 
 /**
  * The fault-injection suite over real processes (nats-server with file storage, the llm-host over gRPC, the
@@ -112,26 +107,6 @@ async function runRound(
   }
 }
 
-/** Calls `fault` once, on the first progress report that matches. */
-function onFirst(
-  match: (p: ClientProgress) => boolean,
-  fault: (p: ClientProgress, ctx: { cluster: LocalCluster; agents: Map<string, ServiceProcess> }) => void,
-): RunHooks {
-  let ctx: { cluster: LocalCluster; agents: Map<string, ServiceProcess> } | undefined;
-  let fired = false;
-  return {
-    onRoundStarted: (_r, c) => {
-      ctx = c;
-    },
-    onProgress: (p) => {
-      if (!fired && ctx && match(p)) {
-        fired = true;
-        fault(p, ctx);
-      }
-    },
-  };
-}
-
 const metric = (text: string, name: string): number | undefined => {
   const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
   return m ? Number(m[1]) : undefined;
@@ -213,7 +188,7 @@ test('nats-server kill -9 and restart (same port, same file store) mid-round: ev
   const o = await runRound(
     onFirst(
       (p) => p.phase === 'published',
-      (_p, { cluster, agents }) => {
+      ({ cluster, agents }) => {
         stillRunning = [...agents.values()].filter((a) => a.running).length;
         restart = (async () => {
           const t0 = performance.now();

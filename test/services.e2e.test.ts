@@ -3,10 +3,11 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
-import { type ClientProgress, type LocalCluster, type RunHooks, runFederation } from '@fednano/local-cluster';
-import { httpText, type ServiceProcess } from '@fednano/service-kit';
+import { type LocalCluster, type RunHooks, runFederation } from '@fednano/local-cluster';
+import { httpText } from '@fednano/service-kit';
 import { loadConfig, type SimulationConfig, type SimulationResult, simulate } from '@fednano/simulation';
 import { connectNats, GrpcLlmHost, type RoundDocument } from '@fednano/wire';
+import { onFirst } from './support/run-hooks.js';
 
 /**
  * End to end over real processes: nats-server (JetStream), the llm-host (gRPC, ONNX Runtime), the aggregator and one
@@ -49,26 +50,6 @@ async function run(
     },
   );
   return { result, docs, log };
-}
-
-/** Calls `fault` once, on the first progress report that matches. */
-function onFirst(
-  match: (p: ClientProgress) => boolean,
-  fault: (ctx: { cluster: LocalCluster; agents: Map<string, ServiceProcess>; p: ClientProgress }) => void,
-): RunHooks {
-  let ctx: { cluster: LocalCluster; agents: Map<string, ServiceProcess> } | undefined;
-  let fired = false;
-  return {
-    onRoundStarted: (_r, c) => {
-      ctx = c;
-    },
-    onProgress: (p) => {
-      if (!fired && ctx && match(p)) {
-        fired = true;
-        fault({ ...ctx, p });
-      }
-    },
-  };
 }
 
 let clean: Observed;
