@@ -118,6 +118,9 @@ test('a client that leaves the roster loses its Secret and NATS user, and its ce
   // Re-admitted later: a new identity, not the revoked one.
   await reconcileIdentities(kube, federation('vqa', ['c0', 'c1']), security);
   assert.notEqual(new X509Certificate((await secretOf(kube, 'vqa-c1-identity'))['tls.crt']!).serialNumber, serial);
+  // Once the revoked certificate would have expired anyway, its line leaves the list.
+  await reconcileIdentities(kube, federation('vqa', ['c0', 'c1']), security, Date.now() + 2 * 3_600_000);
+  assert.doesNotMatch((await secretOf(kube, 'vqa-llm-host-tls'))['revoked-serials']!, new RegExp(serial));
 });
 
 test('the accounts config covers every federation, and drops a deleted one', async () => {
