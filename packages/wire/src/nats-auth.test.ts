@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { adapterShapes, initAdapters } from '@fednano/core';
 import { NatsServer } from '@fednano/service-kit';
-import { jetstream } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { connectNats } from './connect.js';
-import { adapterObject, type FederationRef, progressSubject, updateSubject } from './names.js';
+import { adapterObject, type FederationRef, progressSubject, UPDATES_STREAM, updateSubject } from './names.js';
 import {
   createFederationIdentities,
   createNatsIdentity,
@@ -185,4 +185,10 @@ test('the aggregator writes round records and adapters but cannot forge an updat
   await putAdapter(objects, adapterObject(fedA, 5), initAdapters(8, { rank: 2, alpha: 4 }, 5), shapes);
   await kv.put(`${fedA.namespace}.${fedA.federation}.99`, '{"probe":true}');
   assert.equal(await publishVerdict(nc, updateSubject(fedA, 1, 'a1')), 'denied');
+  // Nor drop or purge the stream of updates it counts.
+  const jsm = await jetstreamManager(nc, { timeout: 2000 });
+  await assert.rejects(jsm.streams.purge(UPDATES_STREAM));
+  await assert.rejects(jsm.streams.delete(UPDATES_STREAM));
+  const admin = await connectAs(idsA.operator, 'operator-stream-check');
+  assert.equal((await (await jetstreamManager(admin)).streams.info(UPDATES_STREAM)).state.messages > 0, true);
 });
