@@ -3,7 +3,9 @@
  * Byzantine (scale, sign-flip, random; see packages/simulation/src/adversary.ts), against clean FedAvg measured in
  * the same run. Prints the table and a RESULT line; writes docs/robustness.md (docs/robustness-quick.md with --quick).
  */
+import { spawnSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
   BYZANTINE_ADVERSARIES,
@@ -141,5 +143,10 @@ node --import tsx --test packages/simulation/src/byzantine.test.ts   # the CI as
 BYZANTINE_SEED=1 node --import tsx --test packages/simulation/src/byzantine.test.ts   # the same on another seed
 \`\`\`
 `;
-await writeFile(new URL(`../docs/robustness${quick ? '-quick' : ''}.md`, import.meta.url), md);
+const doc = fileURLToPath(new URL(`../docs/robustness${quick ? '-quick' : ''}.md`, import.meta.url));
+await writeFile(doc, md);
+// The repository's formatter pads the table, so the written file passes `npm run lint` as it is.
+spawnSync(fileURLToPath(new URL('../node_modules/.bin/biome', import.meta.url)), ['format', '--write', doc], {
+  stdio: 'ignore',
+});
 printResult(result);

@@ -196,6 +196,8 @@ test('label noise: the host learns the randomized label, which is the truth at r
 
 const concat = (rows: BigInt64Array[]) => {
   const out = new BigInt64Array(rows.reduce((s, r) => s + r.length, 0));
-  rows.forEach((r, i) => out.set(r, i * r.length));
+  rows.forEach((r, i) => {
+    out.set(r, i * r.length);
+  });
   return out;
 };
