@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { KubeCore } from './core.js';
-import { ApiError } from './errors.js';
+import { StoreReactor } from './reactor.js';
 import type { Change } from './store.js';
 import { clone, deepEqual, isObject, type JsonObject, type KubeObject, randomSuffix, timestamp } from './util.js';
 
@@ -39,31 +39,13 @@ const templateHash = (template: unknown) =>
     .replace(/[0-9]/g, (d) => 'bcdfghjklm'[Number(d)]!)
     .slice(0, 10);
 
-export class DeploymentController {
-  private readonly unsubscribe: () => void;
-  private pending = false;
-
-  constructor(private readonly core: KubeCore) {
-    this.unsubscribe = core.store.subscribe((c) => this.onChange(c));
+export class DeploymentController extends StoreReactor {
+  constructor(core: KubeCore) {
+    super(core, 'deployment controller');
   }
 
-  stop() {
-    this.unsubscribe();
-  }
-
-  private onChange(c: Change) {
-    if (c.gr !== 'deployments.apps' && c.gr !== 'replicasets.apps' && c.gr !== 'pods') return;
-    if (this.pending) return;
-    this.pending = true;
-    setImmediate(() => {
-      this.pending = false;
-      try {
-        this.sync();
-      } catch (e) {
-        if (!(e instanceof ApiError))
-          process.stderr.write(`kube-api: deployment controller failed: ${(e as Error).stack ?? e}\n`);
-      }
-    });
+  protected wants(c: Change) {
+    return c.gr === 'deployments.apps' || c.gr === 'replicasets.apps' || c.gr === 'pods';
   }
 
   private putStatus(gr: string, o: KubeObject, status: JsonObject) {

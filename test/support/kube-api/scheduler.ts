@@ -4,6 +4,7 @@
  * PodScheduled=False condition, as kube-scheduler reports it. No resources, taints, affinity or spreading.
  */
 import type { KubeCore } from './core.js';
+import { StoreReactor } from './reactor.js';
 import type { Change } from './store.js';
 import { clone, isObject, type JsonObject, type KubeObject, timestamp } from './util.js';
 
@@ -36,34 +37,18 @@ function setCondition(pod: KubeObject, condition: JsonObject): boolean {
   return true;
 }
 
-export class Scheduler {
-  private readonly unsubscribe: () => void;
-  private pending = false;
-
-  constructor(private readonly core: KubeCore) {
-    this.unsubscribe = core.store.subscribe((c) => this.onChange(c));
+export class Scheduler extends StoreReactor {
+  constructor(core: KubeCore) {
+    super(core, 'scheduler');
   }
 
-  stop() {
-    this.unsubscribe();
+  protected wants(c: Change) {
+    if (c.type === 'DELETED') return false;
+    return c.gr === 'nodes' || (c.gr === 'pods' && !(c.object.spec as JsonObject | undefined)?.nodeName);
   }
 
-  private onChange(c: Change) {
-    if (c.type === 'DELETED') return;
-    if (c.gr === 'nodes' || (c.gr === 'pods' && !(c.object.spec as JsonObject | undefined)?.nodeName)) this.kick();
-  }
-
-  private kick() {
-    if (this.pending) return;
-    this.pending = true;
-    setImmediate(() => {
-      this.pending = false;
-      try {
-        this.scheduleAll();
-      } catch (e) {
-        process.stderr.write(`kube-api: scheduler failed: ${(e as Error).stack ?? e}\n`);
-      }
-    });
+  sync() {
+    this.scheduleAll();
   }
 
   scheduleAll() {

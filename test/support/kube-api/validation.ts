@@ -214,6 +214,15 @@ function jsonType(v: unknown): string {
 
 const fmtLiteral = (v: unknown) => (typeof v === 'string' ? JSON.stringify(v) : String(v));
 
+/** The API server's wording of a violated numeric or length bound. */
+const LIMIT_WORDS = {
+  minimum: (l: unknown) => `greater than or equal to ${l}`,
+  exclusiveMinimum: (l: unknown) => `greater than ${l}`,
+  maximum: (l: unknown) => `less than or equal to ${l}`,
+  exclusiveMaximum: (l: unknown) => `less than ${l}`,
+  minLength: (l: unknown) => `at least ${l} chars long`,
+};
+
 function fromAjv(e: ErrorObject): FieldError | undefined {
   const path = pointerToPath(e.instancePath);
   const p = e.params as Record<string, unknown>;
@@ -233,29 +242,15 @@ function fromAjv(e: ErrorObject): FieldError | undefined {
       return { type: 'Invalid', field: path, value: t, detail: `${where} must be of type ${p.type}: "${t}"` };
     }
     case 'minimum':
-      return {
-        type: 'Invalid',
-        field: path,
-        value: e.data,
-        detail: `${where} should be greater than or equal to ${p.limit}`,
-      };
     case 'exclusiveMinimum':
-      return { type: 'Invalid', field: path, value: e.data, detail: `${where} should be greater than ${p.limit}` };
     case 'maximum':
-      return {
-        type: 'Invalid',
-        field: path,
-        value: e.data,
-        detail: `${where} should be less than or equal to ${p.limit}`,
-      };
     case 'exclusiveMaximum':
-      return { type: 'Invalid', field: path, value: e.data, detail: `${where} should be less than ${p.limit}` };
     case 'minLength':
       return {
         type: 'Invalid',
         field: path,
         value: e.data,
-        detail: `${where} should be at least ${p.limit} chars long`,
+        detail: `${where} should be ${LIMIT_WORDS[e.keyword as keyof typeof LIMIT_WORDS](p.limit)}`,
       };
     case 'maxLength':
       return { type: 'TooLong', field: path, value: e.data, detail: `may not be longer than ${p.limit}` };
