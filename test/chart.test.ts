@@ -258,6 +258,7 @@ describe('chart: templates (static)', () => {
         'FEDNANO_NATS_ACCOUNTS_SECRET',
         'FEDNANO_NATS_CREDS',
         'FEDNANO_OPS_PORT',
+        'FEDNANO_POD_NAME',
         'FEDNANO_WATCH_NAMESPACE',
       ],
       'one env var per operator flag (--nats ... --log-level)',

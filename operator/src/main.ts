@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { createLogger, type FlagSpecs, onShutdown, serviceFlags, startOpsServer } from '@fednano/service-kit';
 import { connectNats, type FederationRef, federationAccount } from '@fednano/wire';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -50,6 +51,10 @@ export const OPERATOR_FLAGS = {
     default: false,
   },
   'lease-namespace': { type: 'string', description: 'Namespace of the leader election Lease', default: 'default' },
+  'pod-name': {
+    type: 'string',
+    description: "This replica's Pod name (the chart sets it from the downward API); names it in the Lease",
+  },
   'ops-port': { type: 'number', description: 'HTTP port for /metrics, /healthz, /readyz', default: 9090 },
   workers: { type: 'number', description: 'Reconcile workers per controller', default: 4 },
   'log-level': { type: 'string', description: 'pino log level (trace, debug, info, warn, error)', default: 'info' },
@@ -134,7 +139,14 @@ export async function main(argv: string[]): Promise<void> {
         },
       },
       watchNamespace: flags['watch-namespace'],
-      leaderElection: flags['leader-elect'] ? { namespace: flags['lease-namespace'] } : undefined,
+      leaderElection: flags['leader-elect']
+        ? {
+            namespace: flags['lease-namespace'],
+            // `kubectl get lease` then names the leading Pod; the suffix tells a restarted container from its
+            // predecessor, which may still hold the Lease until it expires.
+            identity: flags['pod-name'] ? `${flags['pod-name']}_${randomUUID().slice(0, 8)}` : undefined,
+          }
+        : undefined,
       workers: flags.workers,
       log,
     });
