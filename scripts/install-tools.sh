@@ -85,7 +85,7 @@ k8s_ldflags+=" -X k8s.io/component-base/version.gitMinor=$k8s_minor -X k8s.io/co
 k8s_ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$k8s"
 build kubernetes "kubernetes-$k8s" "$k8s_ldflags" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler \
-  k8s.io/kubernetes/cmd/kubectl
+  k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet
 
 etcd=$(pinned etcd go.etcd.io/etcd/server/v3)
 build etcd "etcd-$etcd" "" fednano.io/tools/etcd
@@ -95,7 +95,7 @@ build helm "helm-$helm" "-X helm.sh/helm/v4/internal/version.version=$helm" helm
 
 # One folder of links to the pinned versions, for PATH.
 mkdir -p "$TOOLS_DIR/bin"
-for tool in kube-apiserver kube-controller-manager kube-scheduler kubectl; do ln -sfn "../kubernetes-$k8s/$tool" "$TOOLS_DIR/bin/$tool"; done
+for tool in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet; do ln -sfn "../kubernetes-$k8s/$tool" "$TOOLS_DIR/bin/$tool"; done
 ln -sfn "../etcd-$etcd/etcd" "$TOOLS_DIR/bin/etcd"
 ln -sfn "../helm-$helm/helm" "$TOOLS_DIR/bin/helm"
 cat >"$TOOLS_DIR/versions.env" <<EOF
