@@ -1,14 +1,16 @@
 /**
- * Prunes a full `npm ci` of this workspace down to what one program needs at run time, for the images in docker/.
+ * Prunes a full `npm ci` + `tsc -b tsconfig.build.json` of this workspace down to what one program needs at run time,
+ * for the images in docker/.
  *
  *   node --import tsx docker/prune.ts services/llm-host [--dry-run]
  *
- * Keeps: the named workspace, the workspaces and packages its `dependencies` reach (transitively, resolved the way
- * Node resolves them, from package-lock.json), and `tsx` with its dependencies (the bin scripts run the TypeScript
- * sources through it). Removes every other package and workspace, and the onnxruntime-node binaries built for other
- * platforms than this one. devDependencies of the workspaces are never followed.
+ * Keeps: the named workspace and the workspaces and packages its `dependencies` reach (transitively, resolved the way
+ * Node resolves them, from package-lock.json). Of each kept workspace only its package.json, bin/, node_modules/ and the compiled
+ * dist/ stay (no TypeScript sources, declarations or build info: the images run the JavaScript, with
+ * `--conditions=fednano-dist`, so neither tsx nor typescript is needed). Removes every other package and workspace,
+ * and the onnxruntime-node binaries built for other platforms than this one. devDependencies are never followed.
  */
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -28,8 +30,8 @@ export interface Lockfile {
   packages: Record<string, LockPackage>;
 }
 
-/** Root devDependencies that the images need at run time. */
-export const RUNTIME_ROOT_PACKAGES = ['tsx'] as const;
+/** Root devDependencies that the images need at run time: none (the images run compiled JavaScript). */
+export const RUNTIME_ROOT_PACKAGES: readonly string[] = [];
 
 /** Where `name` resolves from the package at lockfile location `from` (Node's walk up the node_modules folders). */
 export function resolveDependency(lock: Lockfile, from: string, name: string): string | undefined {
@@ -44,7 +46,11 @@ export function resolveDependency(lock: Lockfile, from: string, name: string): s
 }
 
 /** Lockfile locations (package folders, workspace folders and workspace links) the workspace needs at run time. */
-export function runtimeClosure(lock: Lockfile, workspace: string): Set<string> {
+export function runtimeClosure(
+  lock: Lockfile,
+  workspace: string,
+  without: ReadonlySet<string> = new Set(),
+): Set<string> {
   if (lock.lockfileVersion < 2) throw new Error(`package-lock.json v${lock.lockfileVersion}: need v2 or v3`);
   if (!(workspace in lock.packages) || workspace.startsWith('node_modules/') || workspace === '')
     throw new Error(`'${workspace}' is not a workspace in package-lock.json`);
@@ -73,12 +79,14 @@ export function runtimeClosure(lock: Lockfile, workspace: string): Set<string> {
     ];
     const peers = Object.keys(entry.peerDependencies ?? {}).filter((p) => !entry.peerDependenciesMeta?.[p]?.optional);
     for (const name of required) {
+      if (without.has(name)) continue;
       const dep = resolveDependency(lock, at, name);
       if (dep === undefined) throw new Error(`${at} depends on ${name}, which package-lock.json does not hold`);
       queue.push(dep);
     }
     // Optional dependencies for other platforms, and peers nobody installed, are simply absent.
     for (const name of [...optional, ...peers]) {
+      if (without.has(name)) continue;
       const dep = resolveDependency(lock, at, name);
       if (dep !== undefined) queue.push(dep);
     }
@@ -108,18 +116,62 @@ export function foreignOnnxRuntimeBinaries(root: string, platform: string, arch:
   return out;
 }
 
+/** Paths inside one kept workspace folder that the compiled program does not need: everything but package.json,
+ * bin/, dist/ and node_modules/ (its own pruned dependencies), and in dist/ the declarations, source maps and build info. Throws when dist/ is missing (not built). */
+export function workspaceLeftovers(dir: string): string[] {
+  const dist = join(dir, 'dist');
+  if (!existsSync(dist)) throw new Error(`${dist} is missing: run \`npx tsc -b tsconfig.build.json\` before the prune`);
+  const out = readdirSync(dir)
+    .filter((e) => !['package.json', 'bin', 'dist', 'node_modules'].includes(e))
+    .map((e) => join(dir, e));
+  const walk = (d: string): void => {
+    for (const e of readdirSync(d)) {
+      const path = join(d, e);
+      if (statSync(path).isDirectory()) walk(path);
+      else if (/\.d\.ts$|\.d\.ts\.map$|\.js\.map$|\.tsbuildinfo$/.test(e)) out.push(path);
+    }
+  };
+  walk(dist);
+  return out;
+}
+
+/** Empty folders under `dir` (deepest first), e.g. npm scopes whose packages were all removed. */
+function emptyFolders(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  const out: string[] = [];
+  const walk = (d: string): boolean => {
+    let empty = true;
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      if (e.isDirectory() && walk(join(d, e.name))) out.push(join(d, e.name));
+      else empty = false;
+    }
+    return empty;
+  };
+  walk(dir);
+  return out;
+}
+
 function main(argv: string[]): void {
   const workspace = argv.find((a) => !a.startsWith('--'));
   const dryRun = argv.includes('--dry-run');
+  // --without=a,b: packages a dependency declares but this program never loads (e.g. the datasets, which
+  // @fednano/data resolves only when a dataset is read); dropped with whatever only they need.
+  const without = new Set(argv.filter((a) => a.startsWith('--without=')).flatMap((a) => a.slice(10).split(',')));
   if (workspace === undefined) {
-    process.stderr.write('usage: node --import tsx docker/prune.ts <workspace folder> [--dry-run]\n');
+    process.stderr.write(
+      'usage: node --import tsx docker/prune.ts <workspace folder> [--without=pkg,...] [--dry-run]\n',
+    );
     process.exit(2);
   }
   const root = process.cwd();
   const lock = JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8')) as Lockfile;
-  const keep = runtimeClosure(lock, workspace.replace(/\/+$/, ''));
+  for (const name of without)
+    if (resolveDependency(lock, '', name) === undefined) throw new Error(`--without=${name}: not in package-lock.json`);
+  const keep = runtimeClosure(lock, workspace.replace(/\/+$/, ''), without);
+  const workspaces = [...keep].filter((at) => !at.includes('node_modules/') && !lock.packages[at]!.link);
   const remove = [
     ...prunable(lock, keep).map((at) => join(root, at)),
+    ...workspaces.flatMap((at) => workspaceLeftovers(join(root, at))),
     ...foreignOnnxRuntimeBinaries(root, process.platform, process.arch),
     join(root, 'node_modules/.bin'),
   ].filter((p) => existsSync(p));
@@ -127,6 +179,7 @@ function main(argv: string[]): void {
     if (dryRun) process.stdout.write(`would remove ${path}\n`);
     else rmSync(path, { recursive: true, force: true });
   }
+  if (!dryRun) for (const dir of emptyFolders(join(root, 'node_modules'))) rmSync(dir, { recursive: true });
   process.stdout.write(
     `${workspace}: kept ${keep.size} of ${Object.keys(lock.packages).length - 1} locations, removed ${remove.length} paths\n`,
   );
