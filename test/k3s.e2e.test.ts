@@ -10,36 +10,56 @@ import { loadModelFolder } from '@fednano/model';
 import { loadConfig, planFederation } from '@fednano/simulation';
 import { KubeConfig, type KubernetesObject, KubernetesObjectApi } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
+import { buildAllImages, DEFAULT_TAG, engineProblem } from './support/images.js';
 
 /**
- * The real thing, where a container engine exists: build the four images, start k3s, run NATS with JetStream in it,
- * render the Helm chart (helm in a container), install it, and run a FederationRound to Succeeded on a real
- * cluster. Where no container engine exists (as on the development machines) the suite skips, saying so loudly.
+ * The real thing, where a container engine exists and can get rancher/k3s: build the images (test/support/images.ts:
+ * the four services and NATS, on node:20-bookworm-slim or its local stand-in), start k3s, run the NATS image with
+ * JetStream in it, render the Helm chart (helm in a container), install it, and run a FederationRound to Succeeded on
+ * a real cluster. Where no engine exists, or the k3s or helm image is neither present nor pullable (no registry, as on
+ * the development machines), the suite skips, saying so loudly; test/control-plane.e2e.test.ts is the real-cluster
+ * path there.
  */
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const IMAGES = ['operator', 'llm-host', 'aggregator', 'client-agent'] as const;
-const TAG = 'e2e';
+const IMAGES = ['operator', 'llm-host', 'aggregator', 'client-agent', 'nats'] as const;
+const TAG = DEFAULT_TAG;
+const K3S_IMAGE = 'rancher/k3s:v1.31.4-k3s1';
+const HELM_IMAGE = 'alpine/helm:3.16.3';
+
+/** Whether an image is here, or its registry answers for it (a manifest query, not a pull: seconds at most). */
+function obtainable(image: string): boolean {
+  const quick = { stdio: 'ignore', timeout: 30_000 } as const;
+  try {
+    execFileSync('docker', ['image', 'inspect', image], quick);
+    return true;
+  } catch {}
+  try {
+    execFileSync('docker', ['manifest', 'inspect', image], quick);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 async function whyNot(): Promise<string | undefined> {
   if (process.env.FEDNANO_SKIP_K3S) return 'FEDNANO_SKIP_K3S is set';
+  const engine = await engineProblem();
+  if (engine) return engine;
   try {
     const { getContainerRuntimeClient } = await import('testcontainers');
     await getContainerRuntimeClient();
   } catch (e) {
     return `no container engine reachable by testcontainers (${(e as Error).message.split('\n')[0]})`;
   }
-  try {
-    execFileSync('docker', ['version'], { stdio: 'ignore' });
-  } catch {
-    return 'the docker CLI is needed to export the built images into k3s';
-  }
+  for (const image of [K3S_IMAGE, HELM_IMAGE])
+    if (!obtainable(image)) return `${image} is neither present nor pullable (no registry reachable?)`;
   return undefined;
 }
 
 const skip = await whyNot();
 if (skip)
   process.stderr.write(
-    `\n*** SKIPPED test/k3s.e2e.test.ts: ${skip}. This suite builds the images, installs charts/fednano into k3s and runs a round on a real cluster; run it on a machine with Docker. ***\n\n`,
+    `\n*** SKIPPED test/k3s.e2e.test.ts: ${skip}. This suite builds the images, installs charts/fednano into k3s and runs a round on a real cluster; run it on a machine with Docker that can pull ${K3S_IMAGE} and ${HELM_IMAGE}. ***\n\n`,
   );
 
 describe('k3s + NATS containers: helm chart, operator and a real round', {
@@ -75,11 +95,8 @@ describe('k3s + NATS containers: helm chart, operator and a real round', {
     const { GenericContainer, Wait } = await import('testcontainers');
     const { K3sContainer } = await import('@testcontainers/k3s');
     work = await mkdtemp(join(tmpdir(), 'fednano-k3s-'));
-    for (const image of IMAGES)
-      await GenericContainer.fromDockerfile(ROOT, `docker/${image}.Dockerfile`).build(`fednano/${image}:${TAG}`, {
-        deleteOnExit: false,
-      });
-    k3s = await new K3sContainer('rancher/k3s:v1.31.4-k3s1').start();
+    await buildAllImages(TAG);
+    k3s = await new K3sContainer(K3S_IMAGE).start();
     for (const image of IMAGES) {
       const tar = join(work, `${image}.tar`);
       execFileSync('docker', ['save', `fednano/${image}:${TAG}`, '-o', tar]);
@@ -103,9 +120,12 @@ spec:
     spec:
       containers:
         - name: nats
-          image: nats:2.10-alpine
-          args: [-js, -sd, /data]
+          image: fednano/nats:${TAG}
+          imagePullPolicy: Never
           ports: [{ containerPort: 4222 }]
+          securityContext: { readOnlyRootFilesystem: true, runAsNonRoot: true }
+          volumeMounts: [{ name: data, mountPath: /data }]
+      volumes: [{ name: data, emptyDir: {} }]
 ---
 apiVersion: v1
 kind: Service
@@ -116,7 +136,7 @@ spec:
 `),
     );
     // The chart, rendered by helm in a container and applied.
-    const helm = await new GenericContainer('alpine/helm:3.16.3')
+    const helm = await new GenericContainer(HELM_IMAGE)
       .withCopyDirectoriesToContainer([{ source: join(ROOT, 'charts/fednano'), target: '/chart' }])
       .withCommand([
         'template',
