@@ -106,7 +106,11 @@ describe('images: build and run', { skip: skip ? `SKIPPED: ${skip}` : false, tim
     const rows: string[] = [];
     for (const name of IMAGE_NAMES) {
       const facts = await inspectImage(refs[name]);
-      const base = await inspectImage(name === 'nats' ? 'debian:bookworm-slim' : 'node:20-bookworm-slim');
+      const base = await inspectImage(
+        name === 'nats'
+          ? (process.env.DEBIAN_IMAGE ?? 'debian:bookworm-slim')
+          : (process.env.NODE_IMAGE ?? 'node:20-bookworm-slim'),
+      );
       const added = (facts.size - base.size) / MB;
       rows.push(
         `${name.padEnd(13)} ${(facts.size / MB).toFixed(0).padStart(4)} MB (base ${(base.size / MB).toFixed(0)} MB + ${added.toFixed(0)} MB; bound +${MAX_ADDED_MB[name]} MB)`,

@@ -124,9 +124,11 @@ let baseImages: Promise<void> | undefined;
  * scripts/base-images.sh: about a minute the first time, a fraction of a second after). Once per process.
  */
 export function ensureBaseImages(): Promise<void> {
-  baseImages ??= withLock('base', () =>
-    logged('scripts/base-images.sh', 'bash', [join(ROOT, 'scripts/base-images.sh')], join(LOGS, 'base-images.log')),
-  );
+  const log = join(LOGS, 'base-images.log');
+  baseImages ??= withLock('base', async () => {
+    await rm(log, { force: true });
+    await logged('scripts/base-images.sh', 'bash', [join(ROOT, 'scripts/base-images.sh')], log);
+  });
   return baseImages;
 }
 
