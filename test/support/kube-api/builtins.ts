@@ -3,12 +3,22 @@
  * admission plugins), status reset on create, a few validations that catch common client bugs (pod spec
  * immutability, deployment selector/template mismatch, missing containers).
  */
-import type { FieldError } from './errors.js';
+import { badRequest, type FieldError } from './errors.js';
 import { matchesLabelSelectorObject } from './selectors.js';
 import { deepEqual, isObject, type JsonObject, type KubeObject } from './util.js';
 
 export interface BuiltinContext {
   allocateClusterIP(): string;
+  /** Refuse MicroTime fields (Lease acquireTime/renewTime) without exactly 6 fractional digits, as Go decoding does. */
+  strictMicroTime?: boolean;
+}
+
+/** metav1.MicroTime decodes with RFC3339Micro: exactly six fractional digits (client-node's V1MicroTime writes them). */
+function checkMicroTime(kind: string, value: unknown) {
+  if (typeof value !== 'string' || /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(Z|[+-]\d\d:\d\d)$/.test(value)) return;
+  throw badRequest(
+    `${kind} in version "v1" cannot be handled as a ${kind}: parsing time "${value}" as "2006-01-02T15:04:05.000000Z07:00": cannot parse "${value.slice(19)}" as ".000000"`,
+  );
 }
 
 export interface Hooks {
@@ -191,6 +201,22 @@ export const HOOKS: Record<string, Hooks> = {
   },
   persistentvolumeclaims: { initialStatus: () => ({ phase: 'Pending' }) },
   nodes: { keepStatusOnCreate: true },
+  'leases.coordination.k8s.io': {
+    defaults(o, ctx) {
+      if (!ctx.strictMicroTime) return;
+      for (const f of ['acquireTime', 'renewTime']) checkMicroTime('Lease', obj(o.spec)[f]);
+    },
+  },
+  // core/v1 Event: fields without omitempty come back even when not sent.
+  events: {
+    keepStatusOnCreate: true,
+    defaults(o) {
+      const e = o as JsonObject;
+      if (!('eventTime' in e)) e.eventTime = null;
+      e.reportingComponent ??= '';
+      e.reportingInstance ??= '';
+    },
+  },
   'deployments.apps': {
     initialStatus: () => ({}),
     defaults(o) {

@@ -187,6 +187,8 @@ export interface CoreOptions {
    * period) and the pod stays until the kubelet deletes it with gracePeriodSeconds=0. Default false: deleted at once.
    */
   podGracefulDeletion?: boolean;
+  /** See BuiltinContext.strictMicroTime. */
+  strictMicroTime?: boolean;
 }
 
 export class KubeCore {
@@ -198,6 +200,7 @@ export class KubeCore {
 
   constructor(readonly options: CoreOptions = {}) {
     this.store = new Store(options.historyLimit ?? 10_000);
+    this.builtinContext.strictMicroTime = options.strictMicroTime;
     this.store.subscribe((c) => this.onCrdChange(c));
   }
 
@@ -293,6 +296,14 @@ export class KubeCore {
   private prune(rt: ResourceType, version: string, o: KubeObject, opts: WriteOptions) {
     const schema = rt.crd?.versions.get(version)?.schema;
     const unknown = schema ? schema.prune(o as JsonObject) : pruneMetadata(o as JsonObject);
+    // ObjectMeta's slices and maps are omitempty: an empty finalizers list (what a client sends to remove the last
+    // one), labels or annotations are not stored.
+    if (isObject(o.metadata))
+      for (const k of ['finalizers', 'ownerReferences', 'labels', 'annotations', 'managedFields'] as const) {
+        const v = (o.metadata as JsonObject)[k];
+        if ((Array.isArray(v) && v.length === 0) || (isObject(v) && Object.keys(v).length === 0))
+          delete (o.metadata as JsonObject)[k];
+      }
     if (unknown.length === 0 || opts.fieldValidation === 'Ignore') return;
     if (opts.fieldValidation === 'Strict') {
       throw badRequest(
@@ -438,7 +449,8 @@ export class KubeCore {
     if (rv) {
       if (rv !== old.metadata.resourceVersion) throw conflict(rt, name);
     } else if (rt.crd && !opts.fromPatch) {
-      this.fail(rt, name, [
+      // The real server names the resource here, not the kind: `federationrounds.fednano.io "r1" is invalid`.
+      throw invalid(rt.group, rt.plural, name, [
         { type: 'Invalid', field: 'metadata.resourceVersion', value: 0, detail: 'must be specified for an update' },
       ]);
     }
@@ -474,16 +486,18 @@ export class KubeCore {
       this.applyDefaults(rt, version, n, old);
       if (old.metadata.deletionTimestamp) {
         const added = (meta.finalizers ?? []).filter((f) => !(old.metadata.finalizers ?? []).includes(f));
-        if (added.length)
-          this.fail(rt, name, [
-            {
-              type: 'Forbidden',
-              field: 'metadata.finalizers',
-              detail: `no new finalizers can be added if the object is being deleted, found new finalizers []string{${added
-                .map((f) => JSON.stringify(f))
-                .join(', ')}}`,
-            },
-          ]);
+        if (added.length) {
+          const e: FieldError = {
+            type: 'Forbidden',
+            field: 'metadata.finalizers',
+            detail: `no new finalizers can be added if the object is being deleted, found new finalizers []string{${added
+              .map((f) => JSON.stringify(f))
+              .join(', ')}}`,
+          };
+          // The real server checks this twice (object meta update validation and the update strategy) and lists
+          // both causes.
+          this.fail(rt, name, [e, e]);
+        }
       }
       if (grKey(rt) === CRD_GR) this.prepareCrd(n, old);
     }

@@ -60,36 +60,32 @@ export interface QualifiedResource {
   plural: string;
 }
 export const qualified = (r: QualifiedResource) => (r.group ? `${r.plural}.${r.group}` : r.plural);
+/** StatusDetails of a resource: `group` is omitted for the core group (omitempty), as the real server writes it. */
+export const detailsOf = (r: QualifiedResource, name: string) =>
+  r.group ? { name, group: r.group, kind: r.plural } : { name, kind: r.plural };
 
 export const notFound = (r: QualifiedResource, name: string) =>
-  new ApiError(404, 'NotFound', `${qualified(r)} "${name}" not found`, { name, group: r.group, kind: r.plural });
+  new ApiError(404, 'NotFound', `${qualified(r)} "${name}" not found`, detailsOf(r, name));
 
 export const alreadyExists = (r: QualifiedResource, name: string) =>
-  new ApiError(409, 'AlreadyExists', `${qualified(r)} "${name}" already exists`, {
-    name,
-    group: r.group,
-    kind: r.plural,
-  });
+  new ApiError(409, 'AlreadyExists', `${qualified(r)} "${name}" already exists`, detailsOf(r, name));
 
 export const conflict = (
   r: QualifiedResource,
   name: string,
   why = 'the object has been modified; please apply your changes to the latest version and try again',
 ) =>
-  new ApiError(409, 'Conflict', `Operation cannot be fulfilled on ${qualified(r)} "${name}": ${why}`, {
-    name,
-    group: r.group,
-    kind: r.plural,
-  });
+  new ApiError(
+    409,
+    'Conflict',
+    `Operation cannot be fulfilled on ${qualified(r)} "${name}": ${why}`,
+    detailsOf(r, name),
+  );
 
 export const badRequest = (message: string) => new ApiError(400, 'BadRequest', message);
 
 export const forbidden = (r: QualifiedResource, name: string, why: string) =>
-  new ApiError(403, 'Forbidden', `${qualified(r)} "${name}" is forbidden: ${why}`, {
-    name,
-    group: r.group,
-    kind: r.plural,
-  });
+  new ApiError(403, 'Forbidden', `${qualified(r)} "${name}" is forbidden: ${why}`, detailsOf(r, name));
 
 export const methodNotAllowed = (message = 'the server does not allow this method on the requested resource') =>
   new ApiError(405, 'MethodNotAllowed', message);
@@ -114,6 +110,7 @@ export const tooLarge = (limit: number) =>
 export type FieldErrorType =
   | 'Required'
   | 'Invalid'
+  | 'TypeInvalid'
   | 'NotSupported'
   | 'Forbidden'
   | 'Duplicate'
@@ -130,6 +127,7 @@ export interface FieldError {
 const TYPE_TEXT: Record<FieldErrorType, string> = {
   Required: 'Required value',
   Invalid: 'Invalid value',
+  TypeInvalid: 'Invalid value',
   NotSupported: 'Unsupported value',
   Forbidden: 'Forbidden',
   Duplicate: 'Duplicate value',
@@ -140,6 +138,7 @@ const TYPE_TEXT: Record<FieldErrorType, string> = {
 const CAUSE_REASON: Record<FieldErrorType, string> = {
   Required: 'FieldValueRequired',
   Invalid: 'FieldValueInvalid',
+  TypeInvalid: 'FieldValueTypeInvalid',
   NotSupported: 'FieldValueNotSupported',
   Forbidden: 'FieldValueForbidden',
   Duplicate: 'FieldValueDuplicate',
@@ -168,11 +167,12 @@ export const fieldErrorString = (e: FieldError) => `${e.field}: ${fieldErrorBody
 /** 422 Invalid: `FederationRound.fednano.io "r1" is invalid: spec: Invalid value: "object": ...`. */
 export function invalid(group: string, kind: string, name: string, errors: FieldError[]): ApiError {
   const qualifiedKind = group ? `${kind}.${group}` : kind;
-  const parts = errors.map(fieldErrorString);
+  // The message is an aggregate, which drops repeated errors; the causes keep them (as the real server's do).
+  const parts = [...new Set(errors.map(fieldErrorString))];
   const aggregate = parts.length === 1 ? parts[0] : `[${parts.join(', ')}]`;
   return new ApiError(422, 'Invalid', `${qualifiedKind} "${name}" is invalid: ${aggregate}`, {
     name,
-    group,
+    ...(group ? { group } : {}),
     kind,
     causes: errors.map((e) => ({ reason: CAUSE_REASON[e.type], message: fieldErrorBody(e), field: e.field })),
   });

@@ -117,7 +117,9 @@ export function jsonPatch(doc: unknown, ops: unknown): unknown {
         break;
       case 'test': {
         const v = getAt(out, path);
-        if (!deepEqual(v, raw.value)) throw patchError(`testing value ${path} failed: test failed`);
+        // The real server answers a failed test with a generic 422 and empty details.
+        if (!deepEqual(v, raw.value))
+          throw new ApiError(422, 'Invalid', 'the server rejected our request due to an error in our request', {});
         break;
       }
       default:

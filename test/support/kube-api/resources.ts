@@ -357,7 +357,8 @@ export function crdToResourceType(crd: KubeObject): ResourceType {
     verbs: ALL_VERBS,
     subresources: first?.statusSubresource ? ['status'] : [],
     hasGeneration: true,
-    returnDeletedObject: true,
+    // A deleted custom resource is answered with a Status (Success), as the real server does.
+    returnDeletedObject: false,
     fieldSelectors: first?.selectableFields ?? [],
     nameFormat: 'subdomain',
     crd: { name: crd.metadata.name!, versions },

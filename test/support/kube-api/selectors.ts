@@ -49,6 +49,9 @@ export function parseLabelSelector(selector: string | undefined): LabelRequireme
       reqs.push({ key: m[1]!, op: m[2] === '>' ? 'gt' : 'lt', values: [m[3]!] });
     } else if ((m = term.match(new RegExp(`^(${KEY})$`)))) {
       reqs.push({ key: m[1]!, op: 'exists', values: [] });
+    } else if (new RegExp(`^(${KEY})\\s+(in|notin)\\s*\\([^)]*$`).test(term)) {
+      // An unterminated set: Go's lexer reaches the end of the input (token '') where a value or ')' must come.
+      throw badRequest(`unable to parse requirement: found '', expected: ',', ')' or identifier`);
     } else {
       throw badRequest(`unable to parse requirement: found '${term}', expected: identifier or operator`);
     }

@@ -22,6 +22,7 @@ import {
   ApiError,
   badRequest,
   conflict,
+  detailsOf,
   methodNotAllowed,
   notFound,
   resourceNotFound,
@@ -50,6 +51,11 @@ export interface KubeApiOptions {
   schedulePods?: boolean;
   /** Pods bound to a node stay Terminating after DELETE until deleted with gracePeriodSeconds=0 (default false). */
   podGracefulDeletion?: boolean;
+  /**
+   * Refuse Lease times with other than six fractional digits with 400, as the real server does (default false: the
+   * operator's leader election still sends millisecond times; see README "Known gaps").
+   */
+  strictMicroTime?: boolean;
   /**
    * Run a minimal Deployment → ReplicaSet → Pod controller that also reports Deployment/ReplicaSet status from the
    * pods' Ready conditions (default false). Pods are only created: something else (a scheduler, a kubelet) runs them.
@@ -135,6 +141,7 @@ export class KubeApi {
       historyLimit: options.historyLimit,
       strictCrdSchemas: options.strictCrdSchemas,
       podGracefulDeletion: options.podGracefulDeletion,
+      strictMicroTime: options.strictMicroTime,
     });
     this.controllers = new Controllers(this.core);
     if (options.schedulePods) this.scheduler = new Scheduler(this.core);
@@ -726,7 +733,7 @@ export class KubeApi {
           apiVersion: 'v1',
           metadata: {},
           status: 'Success',
-          details: { name, group: rt.group, kind: rt.plural, uid: object.metadata.uid },
+          details: { ...detailsOf(rt, name), uid: object.metadata.uid },
         });
       }
 

@@ -102,7 +102,9 @@ export class Store {
     m.delete(k);
     if (prev.metadata.uid) this.uids.delete(prev.metadata.uid);
     const rv = ++this.rv;
-    const last: KubeObject = { ...prev, metadata: { ...prev.metadata, resourceVersion: String(rv) } };
+    // The object as it was last written: an update that removed the last finalizer deletes the updated object (its
+    // DELETED event and the update's answer show it without the finalizer, as the real server's do).
+    const last: KubeObject = { ...object, metadata: { ...object.metadata, resourceVersion: String(rv) } };
     this.record({ rv, type: 'DELETED', gr, object: last, prev });
     return last;
   }

@@ -147,7 +147,7 @@ describe('schema validation', () => {
     assert.deepEqual(schema.prune(o), ['metadata.bogus', 'spec.drop']);
     assert.deepEqual((o.spec as Record<string, unknown>).free, { any: { thing: 1 } });
     const errors = schema.validate(o).map((e) => `${e.field} ${e.type}`);
-    assert.deepEqual(errors.sort(), ['spec.map.a Invalid', 'spec.tags[1] Duplicate', 'spec.when Invalid']);
+    assert.deepEqual(errors.sort(), ['spec.map.a TypeInvalid', 'spec.tags[1] Duplicate', 'spec.when Invalid']);
   });
 });
 

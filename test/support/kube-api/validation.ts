@@ -226,7 +226,9 @@ const LIMIT_WORDS = {
 function fromAjv(e: ErrorObject): FieldError | undefined {
   const path = pointerToPath(e.instancePath);
   const p = e.params as Record<string, unknown>;
-  const where = `${path || '<root>'} in body`;
+  // Status is validated against the status schema alone (on the status subresource): its "in body" paths are
+  // relative to it, as the real server writes them (`received in body`, field `status.received`).
+  const where = `${path.replace(/^status\./, '') || '<root>'} in body`;
   switch (e.keyword) {
     case 'required':
       return { type: 'Required', field: joinPath(path, String(p.missingProperty)) };
@@ -239,7 +241,7 @@ function fromAjv(e: ErrorObject): FieldError | undefined {
       };
     case 'type': {
       const t = jsonType(e.data);
-      return { type: 'Invalid', field: path, value: t, detail: `${where} must be of type ${p.type}: "${t}"` };
+      return { type: 'TypeInvalid', field: path, value: t, detail: `${where} must be of type ${p.type}: "${t}"` };
     }
     case 'minimum':
     case 'exclusiveMinimum':
