@@ -135,6 +135,29 @@ export function workspaceLeftovers(dir: string): string[] {
   return out;
 }
 
+/**
+ * Files under node_modules that no program loads: type declarations, source maps and Markdown documents (~30% of a
+ * pruned tree). Licence and notice files are kept whatever their extension.
+ */
+export function nodeModulesLeftovers(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  const out: string[] = [];
+  const walk = (d: string): void => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const path = join(d, e.name);
+      if (e.isDirectory()) walk(path);
+      else if (
+        e.isFile() &&
+        /\.d\.[cm]?ts$|\.([cm]?js|[cm]?ts|css)\.map$|\.md$|\.markdown$/i.test(e.name) &&
+        !/^(licen[cs]e|copying|notice|authors)/i.test(e.name)
+      )
+        out.push(path);
+    }
+  };
+  walk(dir);
+  return out;
+}
+
 /** Empty folders under `dir` (deepest first), e.g. npm scopes whose packages were all removed. */
 function emptyFolders(dir: string): string[] {
   if (!existsSync(dir)) return [];
@@ -179,9 +202,13 @@ function main(argv: string[]): void {
     if (dryRun) process.stdout.write(`would remove ${path}\n`);
     else rmSync(path, { recursive: true, force: true });
   }
+  // After the packages are gone, so that only what stays is walked.
+  const leftovers = dryRun ? [] : nodeModulesLeftovers(join(root, 'node_modules'));
+  for (const ws of workspaces) leftovers.push(...(dryRun ? [] : nodeModulesLeftovers(join(root, ws, 'node_modules'))));
+  for (const path of leftovers) rmSync(path, { force: true });
   if (!dryRun) for (const dir of emptyFolders(join(root, 'node_modules'))) rmSync(dir, { recursive: true });
   process.stdout.write(
-    `${workspace}: kept ${keep.size} of ${Object.keys(lock.packages).length - 1} locations, removed ${remove.length} paths\n`,
+    `${workspace}: kept ${keep.size} of ${Object.keys(lock.packages).length - 1} locations, removed ${remove.length} paths and ${leftovers.length} declaration, source map and Markdown files\n`,
   );
 }
 

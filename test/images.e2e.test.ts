@@ -34,10 +34,10 @@ const NODE_IMAGES = ['operator', 'llm-host', 'aggregator', 'client-agent'] as co
 const MB = 1e6;
 /** Most each image may add to its base (node:20-bookworm-slim, or debian:bookworm-slim for nats), in MB (1e6 bytes). */
 const MAX_ADDED_MB: Record<ImageName, number> = {
-  operator: 185,
-  'llm-host': 125,
-  aggregator: 110,
-  'client-agent': 275,
+  operator: 130,
+  'llm-host': 100,
+  aggregator: 90,
+  'client-agent': 240,
   nats: 20,
 };
 /** The flags every container runs with: what a restricted Pod security context gives. */
