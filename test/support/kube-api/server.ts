@@ -30,7 +30,6 @@ import {
   unsupportedMediaType,
 } from './errors.js';
 import { applyMerge, jsonPatch, mergePatch } from './patch.js';
-import { decodeProtobuf, PROTOBUF } from './protobuf.js';
 import { apiVersionOf, grKey, type ResourceType } from './resources.js';
 import { Scheduler } from './scheduler.js';
 import { type IncludeObject, partialObjectMetadata, toTable } from './table.js';
@@ -67,8 +66,6 @@ export interface KubeApiOptions {
   namespaces?: string[];
   /** Reject CRDs a real apiserver rejects (e.g. a numeric exclusiveMinimum); default: accept, see crdWarnings. */
   strictCrdSchemas?: boolean;
-  /** Added latency per non-watch request, to make benchmarks less flattering. */
-  latencyMs?: number;
   /** Log each request to stderr (or to the function). Also enabled by KUBE_API_LOG=1. */
   log?: boolean | ((line: string) => void);
 }
@@ -84,7 +81,9 @@ export interface ChangeEvent {
 
 const VERBS: Verb[] = ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete', 'deletecollection'];
 const SYSTEM_NAMESPACES = ['default', 'kube-system', 'kube-public', 'kube-node-lease'];
-const WRITE_TYPES = ['application/json', 'application/yaml', 'application/vnd.kubernetes.protobuf'];
+// No protobuf: the clients that remain (client-node; kubectl apply/get/describe/wait/delete of custom resources) send
+// JSON. A protobuf body (kubectl create namespace|configmap, kubectl delete of built-ins) gets 415.
+const WRITE_TYPES = ['application/json', 'application/yaml'];
 
 interface Route {
   rt: ResourceType;
@@ -435,7 +434,6 @@ export class KubeApi {
 
   private decode(contentType: string | undefined, buf: Buffer): unknown {
     const type = (contentType ?? 'application/json').split(';')[0]!.trim().toLowerCase();
-    if (type === PROTOBUF) return decodeProtobuf(buf);
     const text = buf.toString('utf8');
     if (text.trim() === '') return undefined;
     try {
@@ -511,7 +509,6 @@ export class KubeApi {
     }
     const route = this.route(segments);
     if (!route) return this.sendError(res, resourceNotFound());
-    if (this.options.latencyMs) await new Promise((r) => setTimeout(r, this.options.latencyMs));
     const warnings: string[] = [];
     try {
       await this.dispatch(req, res, url, route, warnings);
