@@ -199,7 +199,6 @@ export const HOOKS: Record<string, Hooks> = {
       }
     },
   },
-  persistentvolumeclaims: { initialStatus: () => ({ phase: 'Pending' }) },
   nodes: { keepStatusOnCreate: true },
   'leases.coordination.k8s.io': {
     defaults(o, ctx) {

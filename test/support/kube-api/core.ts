@@ -4,7 +4,6 @@
  * defaulting and validation. Used by the HTTP layer (server.ts) and by the test helpers that bypass HTTP.
  */
 import { randomUUID } from 'node:crypto';
-import { parse as parseYaml } from 'yaml';
 import { type BuiltinContext, defaultContext, HOOKS } from './builtins.js';
 import {
   ApiError,
@@ -18,7 +17,7 @@ import {
   notFound,
   unsupportedMediaType,
 } from './errors.js';
-import { applyMerge, jsonPatch, mergePatch, strategicMerge } from './patch.js';
+import { jsonPatch, mergePatch, strategicMerge } from './patch.js';
 import { apiVersionOf, crdProblems, crdToResourceType, grKey, Registry, type ResourceType } from './resources.js';
 import {
   checkFieldSelector,
@@ -72,7 +71,6 @@ export const PATCH_TYPES = [
   'application/json-patch+json',
   'application/merge-patch+json',
   'application/strategic-merge-patch+json',
-  'application/apply-patch+yaml',
 ];
 
 export const CRD_GR = 'customresourcedefinitions.apiextensions.k8s.io';
@@ -537,22 +535,9 @@ export class KubeCore {
     }
     let body: unknown;
     try {
-      body = type === 'application/apply-patch+yaml' ? parseYaml(raw) : JSON.parse(raw);
+      body = JSON.parse(raw);
     } catch (e) {
       throw badRequest(`error decoding patch: ${(e as Error).message}`);
-    }
-    if (type === 'application/apply-patch+yaml') {
-      if (!opts.fieldManager)
-        this.fail({ ...rt, group: 'meta.k8s.io', kind: 'PatchOptions' }, '', [
-          { type: 'Required', field: 'fieldManager', detail: 'is required for apply patch' },
-        ]);
-      if (!isObject(body)) throw badRequest('apply patch must be an object');
-      const exists = this.store.get(grKey(rt), rt.namespaced ? namespace : undefined, name);
-      if (!exists) {
-        if (opts.subresource) throw notFound(rt, name);
-        const meta = isObject(body.metadata) ? body.metadata : {};
-        return this.create(rt, version, namespace, { ...body, metadata: { ...meta, name } }, opts);
-      }
     }
     const old = this.get(rt, namespace, name);
     const current = this.render(rt, version, old);
@@ -564,13 +549,8 @@ export class KubeCore {
       case 'application/merge-patch+json':
         patched = mergePatch(current, body);
         break;
-      case 'application/strategic-merge-patch+json':
+      default:
         patched = strategicMerge(current, body);
-        break;
-      default: {
-        const schema = rt.crd?.versions.get(version)?.schema;
-        patched = applyMerge(current, body, schema ? (path, field) => schema.listMapKeys(path, field) : undefined);
-      }
     }
     if (!isObject(patched)) throw new ApiError(422, 'Invalid', 'the patch did not produce an object');
     return this.update(rt, version, namespace, name, patched, { ...opts, fromPatch: true });

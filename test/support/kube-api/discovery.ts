@@ -53,8 +53,6 @@ export function apiGroup(registry: Registry, group: string) {
 
 const SUBRESOURCE_VERBS: Record<string, string[]> = {
   status: ['get', 'patch', 'update'],
-  scale: ['get', 'patch', 'update'],
-  binding: ['create'],
   finalize: ['update'],
 };
 
@@ -82,9 +80,7 @@ export function apiResourceList(registry: Registry, group: string, version: stri
         name: `${t.plural}/${sub}`,
         singularName: '',
         namespaced: t.namespaced,
-        ...(sub === 'scale'
-          ? { group: 'autoscaling', version: 'v1', kind: 'Scale' }
-          : { kind: sub === 'binding' ? 'Binding' : t.kind }),
+        kind: t.kind,
         verbs: SUBRESOURCE_VERBS[sub] ?? ['get'],
       });
     }
@@ -118,7 +114,6 @@ const PATCH_CONTENT = (strategic: boolean) =>
       'application/json-patch+json',
       'application/merge-patch+json',
       ...(strategic ? ['application/strategic-merge-patch+json'] : []),
-      'application/apply-patch+yaml',
     ].map((t) => [t, { schema: { type: 'object' } }]),
   );
 

@@ -256,10 +256,3 @@ export function strategicMerge(target: unknown, patch: unknown, path: string[] =
   }
   return out;
 }
-
-/** Server-side apply approximated as a strategic merge whose list keys come from the schema's list-map-keys. */
-export function applyMerge(target: unknown, applied: unknown, listKeys?: KeyLookup): unknown {
-  return strategicMerge(target, applied, [], listKeys ?? builtinKeys);
-}
-
-export type { KeyLookup };

@@ -21,7 +21,6 @@ import {
 import {
   ApiError,
   badRequest,
-  conflict,
   detailsOf,
   methodNotAllowed,
   notFound,
@@ -29,11 +28,10 @@ import {
   tooLarge,
   unsupportedMediaType,
 } from './errors.js';
-import { applyMerge, jsonPatch, mergePatch } from './patch.js';
 import { apiVersionOf, grKey, type ResourceType } from './resources.js';
 import { Scheduler } from './scheduler.js';
 import { type IncludeObject, partialObjectMetadata, toTable } from './table.js';
-import { clone, isObject, type JsonObject, type KubeObject } from './util.js';
+import { clone, type JsonObject, type KubeObject } from './util.js';
 import { WatchHub } from './watch.js';
 
 export interface KubeApiOptions {
@@ -642,7 +640,6 @@ export class KubeApi {
         }
         this.count('get', rt, subresource);
         const o = core.get(rt, namespace, name);
-        if (subresource === 'scale') return this.send(res, 200, this.scale(rt, o));
         if (subresource && subresource !== 'status') throw methodNotAllowed();
         if (accept.kind === 'table')
           return this.send(res, 200, asTable([o], { resourceVersion: o.metadata.resourceVersion }));
@@ -652,11 +649,6 @@ export class KubeApi {
 
       case 'POST': {
         if (name !== undefined) {
-          if (subresource === 'binding') {
-            this.count('create', rt, 'binding');
-            const body = this.decode(req.headers['content-type'], await this.readBody(req));
-            return this.send(res, 201, this.bind(rt, namespace, name, body));
-          }
           throw methodNotAllowed();
         }
         this.count('create', rt);
@@ -672,7 +664,6 @@ export class KubeApi {
         this.count('update', rt, subresource);
         const body = this.decode(req.headers['content-type'], await this.readBody(req));
         const opts = this.writeOptions(url, warnings);
-        if (subresource === 'scale') return this.send(res, 200, this.updateScale(rt, namespace, name, body, opts));
         if (grKey(rt) === CRD_GR) warnings.push(...core.crdDecodeWarnings(body));
         const updated = core.update(rt, version, namespace, name, body, { ...opts, subresource });
         return this.send(res, 200, updated, warnings);
@@ -684,8 +675,6 @@ export class KubeApi {
         const text = (await this.readBody(req)).toString('utf8');
         const opts = this.writeOptions(url, warnings);
         const contentType = req.headers['content-type'] ?? '';
-        if (subresource === 'scale')
-          return this.send(res, 200, this.patchScale(rt, namespace, name, contentType, text, opts));
         const existed = core.store.get(grKey(rt), rt.namespaced ? namespace : undefined, name) !== undefined;
         const patched = core.patch(rt, version, namespace, name, contentType, text, { ...opts, subresource });
         return this.send(res, existed ? 200 : 201, patched, warnings);
@@ -737,82 +726,6 @@ export class KubeApi {
       default:
         throw methodNotAllowed();
     }
-  }
-
-  // ---- pods/binding and the scale subresource ----
-
-  private bind(rt: ResourceType, namespace: string | undefined, name: string, body: unknown) {
-    const pod = this.core.get(rt, namespace, name);
-    const target = isObject(body) && isObject(body.target) ? body.target : {};
-    const node = String(target.name ?? '');
-    if (!node) throw badRequest('binding target name is required');
-    const spec = (pod.spec ?? {}) as JsonObject;
-    if (spec.nodeName) throw conflict(rt, name, `pod ${name} is already assigned to node "${spec.nodeName}"`);
-    const n = clone(pod);
-    (n.spec as JsonObject).nodeName = node;
-    this.core.store.put('pods', n);
-    return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', code: 201 };
-  }
-
-  private scale(_rt: ResourceType, o: KubeObject) {
-    const spec = (o.spec ?? {}) as JsonObject;
-    const status = (o.status ?? {}) as JsonObject;
-    const selector = (spec.selector as { matchLabels?: Record<string, string> } | undefined)?.matchLabels ?? {};
-    return {
-      kind: 'Scale',
-      apiVersion: 'autoscaling/v1',
-      metadata: {
-        name: o.metadata.name,
-        namespace: o.metadata.namespace,
-        uid: o.metadata.uid,
-        resourceVersion: o.metadata.resourceVersion,
-        creationTimestamp: o.metadata.creationTimestamp,
-      },
-      spec: { replicas: spec.replicas ?? 0 },
-      status: {
-        replicas: status.replicas ?? 0,
-        selector: Object.entries(selector)
-          .map(([k, v]) => `${k}=${v}`)
-          .join(','),
-      },
-    };
-  }
-
-  private updateScale(
-    rt: ResourceType,
-    namespace: string | undefined,
-    name: string,
-    body: unknown,
-    opts: WriteOptions,
-  ) {
-    const o = this.core.get(rt, namespace, name);
-    const scale = isObject(body) ? body : {};
-    const meta = (scale.metadata ?? {}) as JsonObject;
-    if (meta.resourceVersion && meta.resourceVersion !== o.metadata.resourceVersion) throw conflict(rt, name);
-    const replicas = (scale.spec as JsonObject | undefined)?.replicas;
-    const n = clone(o);
-    (n.spec as JsonObject).replicas = replicas;
-    return this.scale(rt, this.core.update(rt, rt.versions[0]!, namespace, name, n, opts));
-  }
-
-  private patchScale(
-    rt: ResourceType,
-    ns: string | undefined,
-    name: string,
-    type: string,
-    text: string,
-    opts: WriteOptions,
-  ) {
-    const current = this.scale(rt, this.core.get(rt, ns, name));
-    const t = type.split(';')[0]!.trim();
-    const body = t === 'application/apply-patch+yaml' ? parseYaml(text) : JSON.parse(text);
-    const patched =
-      t === 'application/json-patch+json'
-        ? jsonPatch(current, body)
-        : t === 'application/apply-patch+yaml'
-          ? applyMerge(current, body)
-          : mergePatch(current, body);
-    return this.updateScale(rt, ns, name, patched, opts);
   }
 }
 

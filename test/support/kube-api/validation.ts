@@ -502,20 +502,6 @@ export class CrdSchema {
     walk(obj, oldObj, this.schema, '');
     return errors;
   }
-
-  /** The list-map keys declared at a path (for server-side apply's list merging). */
-  listMapKeys(path: string[], field: string): string[] | undefined {
-    let s: JSONSchemaProps | undefined = this.schema;
-    for (const p of [...path, field]) {
-      if (!s) return undefined;
-      if (s.type === 'array') s = s.items;
-      s =
-        s?.properties?.[p] ??
-        (isObject(s?.additionalProperties) ? (s.additionalProperties as JSONSchemaProps) : undefined);
-    }
-    if (s?.['x-kubernetes-list-type'] === 'map') return s['x-kubernetes-list-map-keys'];
-    return undefined;
-  }
 }
 
 /** JSON with object keys sorted, so equal values (in the sense of deepEqual) get equal strings. */
