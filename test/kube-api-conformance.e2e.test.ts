@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual, promisify } from 'node:util';
 import {
   ApiextensionsV1Api,
+  AppsV1Api,
   CoordinationV1Api,
   CoreV1Api,
   CustomObjectsApi,
@@ -102,8 +103,9 @@ function normalise(v: unknown, key = ''): unknown {
     for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
       if (x === undefined) continue;
       if (k === 'uid' || k === 'managedFields' || k === 'selfLink') continue;
-      if (k === 'resourceVersion') out[k] = x === '' ? '' : '<rv>';
-      else if (TIME_KEYS.has(k) || k === 'deletionTimestamp') out[k] = '<time>';
+      const last = k.split('.').pop()!; // pick() keys are paths
+      if (last === 'resourceVersion') out[k] = x === '' ? '' : '<rv>';
+      else if (TIME_KEYS.has(last) || last === 'deletionTimestamp') out[k] = '<time>';
       else out[k] = normalise(x, k);
     }
     return out;
@@ -193,7 +195,14 @@ describe('the emulated API server answers as the real kube-apiserver', { skip },
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'fednano-conformance-'));
     [api, cp] = await Promise.all([
-      startKubeApi({ podGracefulDeletion: true, strictMicroTime: true }),
+      startKubeApi({
+        podGracefulDeletion: true,
+        strictMicroTime: true,
+        // What test/operator.e2e.test.ts and test/security.e2e.test.ts run with, against the real scheduler and
+        // kube-controller-manager's deployment, replicaset and garbage collector controllers.
+        schedulePods: true,
+        deploymentController: true,
+      }),
       ControlPlane.start(),
     ]);
     const kc = new KubeConfig();
@@ -771,6 +780,234 @@ describe('the emulated API server answers as the real kube-apiserver', { skip },
       },
       (x) => x,
     );
+  });
+
+  test('the scheduler: a pod lands on the Ready node its nodeSelector matches; no match is PodScheduled=False', async () => {
+    for (const s of [emu, real])
+      for (const [name, role] of [
+        ['sched-a', 'a'],
+        ['sched-b', 'b'],
+      ] as const) {
+        await s.core.createNode({ body: { metadata: { name, labels: { role, 'kubernetes.io/hostname': name } } } });
+        const node = await s.core.readNode({ name });
+        await s.core.replaceNodeStatus({
+          name,
+          body: {
+            ...node,
+            status: {
+              capacity: { cpu: '4', memory: '8Gi', pods: '110' },
+              allocatable: { cpu: '4', memory: '8Gi', pods: '110' },
+              conditions: [
+                {
+                  type: 'Ready',
+                  status: 'True',
+                  reason: 'KubeletReady',
+                  message: 'ready',
+                  lastHeartbeatTime: new Date(),
+                  lastTransitionTime: new Date(),
+                },
+              ],
+            },
+          },
+        });
+      }
+    // The node lifecycle controller takes the not-ready taint off once the node reports Ready.
+    for (const s of [emu, real])
+      for (const name of ['sched-a', 'sched-b'])
+        await eventually(
+          `${s.name}: node ${name} untainted`,
+          () => s.core.readNode({ name }),
+          (n) => !(n as { spec?: { taints?: unknown[] } }).spec?.taints?.length,
+        );
+    const placed = (s: Side, name: string) =>
+      eventually(
+        `${s.name}: pod ${name} scheduled or refused`,
+        () => s.core.readNamespacedPod({ namespace: NS, name }),
+        (p) => !!(p as { status?: { conditions?: unknown[] } }).status?.conditions?.length,
+      );
+    for (const [name, selector] of [
+      ['on-b', { role: 'b' }],
+      ['nowhere', { role: 'c' }],
+    ] as const)
+      await same(
+        `pod ${name}`,
+        async (s) => {
+          await s.core.createNamespacedPod({
+            namespace: NS,
+            body: { metadata: { name }, spec: { nodeSelector: selector, containers: [{ name: 'c', image: 'x' }] } },
+          });
+          return placed(s, name);
+        },
+        (p) => ({
+          nodeName: p.spec?.nodeName,
+          phase: p.status?.phase,
+          conditions: p.status?.conditions?.map((c) => pick(c, 'type', 'status', 'reason', 'message')),
+        }),
+      );
+  });
+
+  test('Deployments: ReplicaSet and pods with owner references, status from Ready pods', async () => {
+    const deployment = {
+      metadata: { name: 'web', labels: { app: 'web' } },
+      spec: {
+        replicas: 1,
+        selector: { matchLabels: { app: 'web' } },
+        template: {
+          metadata: { labels: { app: 'web' } },
+          spec: { nodeSelector: { role: 'a' }, containers: [{ name: 'c', image: 'x' }] },
+        },
+      },
+    };
+    const apps = (s: Side) => s.kc.makeApiClient(AppsV1Api);
+    await same(
+      'create deployment',
+      (s) => apps(s).createNamespacedDeployment({ namespace: NS, body: deployment }),
+      (d) => ({ spec: d.spec, generation: d.metadata?.generation }),
+    );
+    const hash = (v: unknown) =>
+      JSON.parse(
+        JSON.stringify(v)
+          .replace(/web-[a-z0-9]{5,10}(-[a-z0-9]{5})?/g, 'web-<hash>$1')
+          .replace(/"pod-template-hash":"[a-z0-9]+"/g, '"pod-template-hash":"<hash>"'),
+      );
+    const pods = (s: Side) =>
+      eventually(
+        `${s.name}: the deployment's pod`,
+        async () => (await s.core.listNamespacedPod({ namespace: NS, labelSelector: 'app=web' })).items,
+        (l) => Array.isArray(l) && l.length === 1 && !!l[0]!.spec?.nodeName,
+      );
+    await same(
+      'its ReplicaSet',
+      async (s) => {
+        await pods(s);
+        return (await apps(s).listNamespacedReplicaSet({ namespace: NS })).items;
+      },
+      (l) =>
+        hash(
+          l.map((rs) => ({
+            name: rs.metadata?.name,
+            labels: rs.metadata?.labels,
+            owners: rs.metadata?.ownerReferences?.map((o) =>
+              pick(o, 'apiVersion', 'kind', 'name', 'controller', 'blockOwnerDeletion'),
+            ),
+            replicas: rs.spec?.replicas,
+            selector: rs.spec?.selector,
+          })),
+        ),
+    );
+    await same(
+      'its pod',
+      (s) => pods(s),
+      (l) =>
+        hash(
+          l.map((p) => ({
+            generateName: p.metadata?.generateName,
+            labels: p.metadata?.labels,
+            owners: p.metadata?.ownerReferences?.map((o) =>
+              pick(o, 'apiVersion', 'kind', 'name', 'controller', 'blockOwnerDeletion'),
+            ),
+            nodeName: p.spec?.nodeName,
+          })),
+        ),
+    );
+    // The kubelet's part: the pod runs and is Ready.
+    for (const s of [emu, real]) {
+      const [p] = await pods(s);
+      await s.core.replaceNamespacedPodStatus({
+        namespace: NS,
+        name: p!.metadata!.name!,
+        body: {
+          ...p,
+          status: {
+            ...p!.status,
+            phase: 'Running',
+            conditions: [
+              ...(p!.status?.conditions ?? []),
+              { type: 'Ready', status: 'True', lastTransitionTime: new Date() },
+              { type: 'ContainersReady', status: 'True', lastTransitionTime: new Date() },
+            ],
+          },
+        },
+      });
+    }
+    await same(
+      'deployment status once its pod is Ready',
+      (s) =>
+        eventually(
+          `${s.name}: deployment available`,
+          () => apps(s).readNamespacedDeployment({ namespace: NS, name: 'web' }),
+          (d) => (d as { status?: { availableReplicas?: number } }).status?.availableReplicas === 1,
+        ),
+      (d) => ({
+        ...pick(d.status, 'replicas', 'readyReplicas', 'availableReplicas', 'updatedReplicas', 'observedGeneration'),
+        conditions: d.status?.conditions
+          ?.map((c) => pick(c, 'type', 'status', 'reason'))
+          .sort((a, b) => String(a.type).localeCompare(String(b.type))),
+      }),
+    );
+  });
+
+  test('Services and Secrets as the operator writes them', async () => {
+    await same(
+      'create a ClusterIP service',
+      (s) =>
+        s.core.createNamespacedService({
+          namespace: NS,
+          body: {
+            metadata: { name: 'svc' },
+            spec: { selector: { app: 'web' }, ports: [{ name: 'grpc', port: 50051 }] },
+          },
+        }),
+      (svc) => ({
+        ...svc,
+        spec: {
+          ...svc.spec,
+          clusterIP: svc.spec?.clusterIP?.startsWith('10.96.') ? '<10.96/16>' : svc.spec?.clusterIP,
+          clusterIPs: svc.spec?.clusterIPs?.map(() => '<ip>'),
+        },
+      }),
+    );
+    await same('create a secret with stringData', (s) =>
+      s.core.createNamespacedSecret({
+        namespace: NS,
+        body: { metadata: { name: 'creds', labels: { a: '1' } }, stringData: { user: 'u', password: 'p' } },
+      }),
+    );
+    await same(
+      'list secrets by label',
+      (s) => s.core.listNamespacedSecret({ namespace: NS, labelSelector: 'a=1' }),
+      (l) => l.items.map((x) => ({ name: x.metadata?.name, type: x.type, data: x.data })),
+    );
+  });
+
+  test('kubectl describe fr', async () => {
+    for (const s of [emu, real])
+      await s.core.createNamespacedEvent({
+        namespace: NS,
+        body: {
+          metadata: { name: 'r3.described' },
+          involvedObject: { apiVersion: 'fednano.io/v1alpha1', kind: 'FederationRound', name: 'r3', namespace: NS },
+          reason: 'Started',
+          message: 'round started',
+          type: 'Normal',
+          source: { component: 'fednano-operator' },
+          count: 1,
+          firstTimestamp: new Date(),
+          lastTimestamp: new Date(),
+        },
+      });
+    const describe = async (s: Side) => {
+      const r = await s.kubectl('describe', 'fr', 'r3');
+      return {
+        ...r,
+        stdout: r.stdout
+          .replace(/\d{4}-\d\d-\d\dT[\d:.]+Z/g, '<time>')
+          .replace(/(Resource Version|UID):\s+\S+/g, '$1: <x>')
+          .replace(/\s+\d+s\s+/g, ' <age> ')
+          .replace(/[ ]+/g, ' '),
+      };
+    };
+    assert.deepEqual(await describe(emu), await describe(real), 'kubectl describe fr r3');
   });
 
   test('Leases: MicroTime, create, conflict on a stale update, replace', async () => {

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import type { KubeCore } from './core.js';
 import { StoreReactor } from './reactor.js';
 import type { Change } from './store.js';
-import { clone, deepEqual, isObject, type JsonObject, type KubeObject, randomSuffix, timestamp } from './util.js';
+import { clone, deepEqual, isObject, type JsonObject, type KubeObject, timestamp } from './util.js';
 
 const obj = (v: unknown): JsonObject => (isObject(v) ? v : {});
 
@@ -108,7 +108,8 @@ export class DeploymentController extends StoreReactor {
           kind: 'Pod',
           metadata: {
             ...obj(template.metadata),
-            name: `${rs.metadata.name}-${randomSuffix()}`,
+            // As the ReplicaSet controller does: generateName, the server picks the suffix.
+            generateName: `${rs.metadata.name}-`,
             ownerReferences: [controllerRef(rs, 'apps/v1', 'ReplicaSet')],
           },
           spec: clone(template.spec ?? {}),

@@ -68,17 +68,23 @@ export class Scheduler extends StoreReactor {
         setCondition(next, { type: 'PodScheduled', status: 'True' });
         changed = true;
       } else {
-        const notReady = nodes.length - ready.length;
-        const mismatch = ready.length;
+        // Each node counts under the first check it fails, selector before readiness, as kube-scheduler (v1.36)
+        // reports it; none of these is helped by preemption.
+        const matches = (n: KubeObject) => Object.entries(selector).every(([k, v]) => n.metadata.labels?.[k] === v);
+        const mismatch = nodes.filter((n) => !matches(n)).length;
+        const notReady = nodes.length - mismatch;
         const reasons = [
           ...(mismatch ? [`${mismatch} node(s) didn't match Pod's node affinity/selector`] : []),
           ...(notReady ? [`${notReady} node(s) had untolerated taint {node.kubernetes.io/not-ready: }`] : []),
         ];
+        const n = nodes.length;
         changed = setCondition(next, {
           type: 'PodScheduled',
           status: 'False',
           reason: 'Unschedulable',
-          message: `0/${nodes.length} nodes are available: ${reasons.join(', ') || 'no nodes available to schedule pods'}.`,
+          message: n
+            ? `0/${n} nodes are available: ${reasons.join(', ')}. no new claims to deallocate, preemption: 0/${n} nodes are available: ${n} Preemption is not helpful for scheduling.`
+            : 'no nodes available to schedule pods',
         });
       }
       if (changed) this.core.store.put('pods', next);
