@@ -3,6 +3,7 @@ export * from './controller.js';
 export * from './federation-controller.js';
 export * from './identities.js';
 export * from './kube.js';
+export * from './leader.js';
 export * from './operator.js';
 export * from './resources.js';
 export * from './round-controller.js';

@@ -12,6 +12,12 @@ export interface LeaderElectionOptions {
 }
 
 /**
+ * A Lease time as metav1.MicroTime: RFC 3339 with exactly six fractional digits. The API server refuses anything
+ * else (400 "cannot parse ... as .000000"), and client-node 1.4 would send a Date with three.
+ */
+export const microTime = (d: Date): string => d.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+
+/**
  * Leader election with a coordination.k8s.io Lease, as client-go does it: take the lease when it is free or expired,
  * renew it while leading (compare-and-swap on resourceVersion), and treat a failed renewal past the lease duration
  * as lost leadership. `run` resolves once this replica leads; `onLost` is called if it stops leading.
@@ -46,7 +52,7 @@ export class LeaderElector {
     const spec = {
       holderIdentity: this.o.identity,
       leaseDurationSeconds: this.duration,
-      renewTime: now as never,
+      renewTime: microTime(now) as never,
     };
     try {
       if (!lease) {
@@ -54,7 +60,7 @@ export class LeaderElector {
           namespace: this.o.namespace,
           body: {
             metadata: { name: this.o.name, namespace: this.o.namespace },
-            spec: { ...spec, acquireTime: now as never, leaseTransitions: 0 },
+            spec: { ...spec, acquireTime: microTime(now) as never, leaseTransitions: 0 },
           },
         });
         return true;
@@ -73,7 +79,7 @@ export class LeaderElector {
             ...lease.spec,
             ...spec,
             leaseTransitions: transitions,
-            acquireTime: (holder === this.o.identity ? lease.spec?.acquireTime : now) as never,
+            acquireTime: (holder === this.o.identity ? lease.spec?.acquireTime : microTime(now)) as never,
           },
         },
       });
@@ -125,7 +131,12 @@ export class LeaderElector {
         namespace: this.o.namespace,
         body: {
           ...lease,
-          spec: { ...lease.spec, holderIdentity: undefined, renewTime: new Date(0) as never, leaseDurationSeconds: 1 },
+          spec: {
+            ...lease.spec,
+            holderIdentity: undefined,
+            renewTime: microTime(new Date(0)) as never,
+            leaseDurationSeconds: 1,
+          },
         },
       });
     } catch {
