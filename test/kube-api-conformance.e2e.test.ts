@@ -155,7 +155,7 @@ async function same<T>(what: string, f: (s: Side) => Promise<T>, view: (v: T) =>
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function eventually<T>(what: string, f: () => Promise<T>, ok: (v: T) => boolean, ms = 30_000): Promise<T> {
+async function eventually<T>(what: string, f: () => Promise<T>, ok: (v: T) => boolean, ms = 90_000): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await f().catch((e) => e as T);

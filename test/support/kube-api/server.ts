@@ -336,20 +336,19 @@ export class KubeApi {
     ) as T;
   }
 
-  /** A JSON merge patch (or `json`/`strategic`/`apply` patch) of an object or its status. */
+  /** A JSON merge patch (or `json`/`strategic` patch) of an object or its status. */
   patch<T = KubeObject>(
     resource: string,
     namespace: string | undefined,
     name: string,
     patch: unknown,
-    opts: { type?: 'merge' | 'json' | 'strategic' | 'apply'; subresource?: 'status'; fieldManager?: string } = {},
+    opts: { type?: 'merge' | 'json' | 'strategic'; subresource?: 'status'; fieldManager?: string } = {},
   ): T {
     const rt = this.resolve(resource);
     const type = {
       merge: 'application/merge-patch+json',
       json: 'application/json-patch+json',
       strategic: 'application/strategic-merge-patch+json',
-      apply: 'application/apply-patch+yaml',
     }[opts.type ?? 'merge'];
     return clone(
       this.core.patch(rt, rt.versions[0]!, namespace, name, type, JSON.stringify(patch), {
