@@ -20,7 +20,7 @@ export async function writeFixtureShards(dir: string): Promise<void> {
   for (const c of plan.clients) await writeShard(join(dir, c.id), plan.sets, c.questions);
 }
 
-/** A process kubelet running the three service images, on `gpu-0` and an `edge-<client>` node per client. */
+/** A process kubelet running the three service images and the operator's, on `gpu-0` and an `edge-<client>` node per client. */
 export function edgeKubelet(
   kc: KubeConfig,
   clients: readonly string[],
@@ -35,6 +35,7 @@ export function edgeKubelet(
       'fednano/llm-host': SERVICE_ENTRIES.llmHost,
       'fednano/aggregator': SERVICE_ENTRIES.aggregator,
       'fednano/client-agent': SERVICE_ENTRIES.clientAgent,
+      'fednano/operator': join(ROOT, 'operator/bin/operator.mjs'),
     },
     ...extra,
   });

@@ -1,6 +1,6 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { createServer, type Server, connect as tcpConnect } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, httpStatus } from '@fednano/service-kit';
@@ -10,73 +10,113 @@ import {
   type KubeConfig,
   makeInformer,
   type ObjectCache,
-  type V1Container,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1ContainerState,
   type V1Pod,
+  type V1Probe,
   type V1Service,
 } from '@kubernetes/client-node';
+import { DockerRuntime, type DockerRuntimeOptions } from './kubelet/docker-runtime.js';
+import { containerEnv, expand } from './kubelet/env.js';
+import { isNotFound } from './kubelet/errors.js';
+import { NodeAgent, type NodeSpec } from './kubelet/nodes.js';
+import { ConditionClock, type PodView, podStatus } from './kubelet/pod-status.js';
+import { type Backend, ServiceProxies } from './kubelet/proxy.js';
+import {
+  type ContainerHandle,
+  type ContainerLaunch,
+  type ContainerRuntime,
+  ProcessRuntime,
+} from './kubelet/runtime.js';
+import { PodVolumes } from './kubelet/volumes.js';
 
 /**
- * A process kubelet for the emulated cluster: it plays the node-side parts of Kubernetes on this machine (the API
- * server's own deployment controller and scheduler, options `deploymentController` and `schedulePods`, make and
- * bind the Pods).
- * - Kubelet: registers its nodes, then runs each container of a Pod bound to one of its nodes as a local process of the service the image
- *   names, with every container port mapped to a free local port, hostPath volumes mapped to their host folders,
- *   secret volumes written to temp folders (and re-synced while the pod runs),
- *   readiness from the httpGet probe, restarts for restartPolicy Always, and phases reported back in Pod status.
- * - kube-proxy: each Service port gets a stable local port forwarding to a Ready backend, and
- *   `<service>.<namespace>.svc[.cluster.local]:<port>` in a container's args resolves to it.
+ * The project's kubelet and kube-proxy, for the emulated API server (test/support/kube-api) and a real control plane
+ * (test/support/control-plane.ts) alike.
+ * - Nodes (kubelet/nodes.ts): registered with labels, taints and capacity; status through nodes/status; kept alive by
+ *   a Lease per node in kube-node-lease and a status heartbeat, so node-lifecycle keeps them Ready.
+ * - Pods bound to its nodes: the first container runs as a local process of the service its image names
+ *   (`runtime: 'process'`, the default) or as a Docker Engine container (`runtime: 'docker'`), each container port
+ *   on a free host port; volumes (hostPath, emptyDir, secret, configMap, downwardAPI, projected with the
+ *   ServiceAccount token from the TokenRequest API) as host folders kept in sync; env with valueFrom; startup,
+ *   readiness and liveness probes (httpGet, tcpSocket); restarts per restartPolicy with back-off; status through
+ *   pods/status (phase, conditions, IPs, container status); graceful deletion (SIGTERM, SIGKILL after the grace
+ *   period, then the final delete with gracePeriodSeconds 0 and the pod's uid as precondition).
+ * - A process pod that mounts a ServiceAccount token gets KUBECONFIG: the kubelet's API server, the cluster CA and
+ *   the pod's own (renewed) token, so a `loadFromDefault()` client inside runs with that account's RBAC.
+ * - kube-proxy (kubelet/proxy.ts): each Service port gets a stable local port forwarding to a Ready backend, and
+ *   `<service>.<namespace>.svc[.cluster.local]:<port>` in a container's args and env resolves to it.
+ * The kubelet uses the KubeConfig it is given (an admin, system:masters client: it reads Secrets and ConfigMaps of
+ * any namespace and writes any Node), not a `system:node:<name>` identity.
  */
 export interface ProcessKubeletOptions {
-  nodes: { name: string; labels: Record<string, string> }[];
-  /** Image name (without tag) -> the service entry script to run. */
+  nodes: NodeSpec[];
+  /** Image name (without tag) -> the service entry script to run (process runtime). */
   images: Record<string, string>;
   /** Extra environment for every process. */
   env?: NodeJS.ProcessEnv;
-  /** Where logs go: one file per pod under this folder (kept in memory otherwise). */
+  /** Each line a container writes. */
   onLog?: (pod: string, line: string) => void;
   /**
-   * Rewrites a container's arguments (after ports and Service names are resolved) before its process starts: the
-   * fault tests route one pod's NATS connection through a misbehaving proxy this way.
+   * Rewrites a container's arguments (after ports and Service names are resolved) before it starts: the fault tests
+   * route one pod's NATS connection through a misbehaving proxy this way.
    */
   rewriteArgs?: (pod: V1Pod, args: string[]) => string[];
+  /** How containers run (default 'process'). */
+  runtime?: 'process' | 'docker';
+  docker?: DockerRuntimeOptions;
 }
 
-interface SecretVolume {
-  namespace: string;
-  secret: string;
-  dir: string;
-  mode?: number;
-}
+export type { NodeSpec } from './kubelet/nodes.js';
 
-interface Running {
+/** One pod this kubelet runs. */
+interface PodRecord {
   pod: V1Pod;
-  /** Secret volumes, re-synced from the API while the pod runs. */
-  secretVolumes: SecretVolume[];
-  child?: ChildProcess;
+  dir: string;
+  volumes: PodVolumes;
+  clock: ConditionClock;
   ports: Map<number, number>;
+  portNames: Map<string, number>;
+  env?: Record<string, string>;
+  handle?: ContainerHandle;
+  phase: PodView['phase'];
+  state: V1ContainerState;
+  lastState?: V1ContainerState;
+  startTime?: Date;
   ready: boolean;
+  started: boolean;
   restarts: number;
+  /** Set up (volumes, env) and launched at least once. */
+  initialized: boolean;
   stopping: boolean;
+  terminating: boolean;
+  probes: NodeJS.Timeout[];
   lastLines: string[];
-  /** How the previous run of a restarted container ended (reported as lastState.terminated). */
-  lastExit?: { exitCode: number; message: string };
-  probe?: NodeJS.Timeout;
+  backoffMs: number;
+  /** Status reports of this pod, one after the other. */
+  reports: Promise<void>;
 }
+
+const ADDRESS = '127.0.0.1';
+const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+const key = (o: { metadata?: { namespace?: string; name?: string } }) => `${o.metadata?.namespace}/${o.metadata?.name}`;
 
 /** The line that says why a process ended: its last plain-text line (a one-line error), else its last log line. */
 function lastMessage(lines: string[]): string {
   return (lines.filter((l) => !l.startsWith('{')).at(-1) ?? lines.at(-1) ?? '').slice(0, 1000);
 }
 
-const key = (o: { metadata?: { namespace?: string; name?: string } }) => `${o.metadata?.namespace}/${o.metadata?.name}`;
-
 export class ProcessKubelet {
   private readonly core: CoreV1Api;
+  private readonly runtime: ContainerRuntime;
+  private nodes?: NodeAgent;
+  private readonly proxies: ServiceProxies;
   private pods!: Informer<V1Pod> & ObjectCache<V1Pod>;
   private services!: Informer<V1Service> & ObjectCache<V1Service>;
-  private readonly running = new Map<string, Running>();
-  private readonly proxies = new Map<string, { server: Server; port: number }>();
-  private readonly emptyDirs: string[] = [];
+  private readonly running = new Map<string, PodRecord>();
+  /** Pods whose final delete is under way (by uid). */
+  private readonly deleting = new Set<string>();
   private timer?: NodeJS.Timeout;
   private stopped = false;
   private syncing = false;
@@ -87,19 +127,17 @@ export class ProcessKubelet {
     private readonly o: ProcessKubeletOptions,
   ) {
     this.core = kc.makeApiClient(CoreV1Api);
+    this.runtime =
+      o.runtime === 'docker' ? new DockerRuntime(o.docker ?? {}, o.env) : new ProcessRuntime(o.images, o.env);
+    this.proxies = new ServiceProxies(() => this.backends(), o.runtime === 'docker' ? '0.0.0.0' : '127.0.0.1');
   }
 
   async start(): Promise<void> {
-    for (const n of this.o.nodes) {
-      const node = await this.core
-        .createNode({ body: { metadata: { name: n.name, labels: { 'kubernetes.io/hostname': n.name, ...n.labels } } } })
-        .catch(() => this.core.readNode({ name: n.name }));
-      // Status goes through its subresource, as a kubelet reports it.
-      await this.core.replaceNodeStatus({
-        name: n.name,
-        body: { ...node, status: { conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady' }] } },
-      });
-    }
+    this.nodes = new NodeAgent(this.kc, this.o.nodes, {
+      runtimeVersion: await this.runtime.version(),
+      address: ADDRESS,
+    });
+    await this.nodes.start();
     this.pods = makeInformer(this.kc, '/api/v1/pods', () => this.core.listPodForAllNamespaces() as never);
     this.services = makeInformer(this.kc, '/api/v1/services', () => this.core.listServiceForAllNamespaces() as never);
     for (const i of [this.pods, this.services] as Informer<V1Pod>[]) {
@@ -132,12 +170,23 @@ export class ProcessKubelet {
 
   private async sync(): Promise<void> {
     await this.syncPods();
-    await this.syncProxies();
+    await this.proxies.sync(this.services.list());
     for (const r of this.running.values())
-      for (const v of r.secretVolumes) await this.projectSecret(v).catch(() => false);
+      if (r.initialized && !r.stopping) await r.volumes.sync(r.pod.spec!.containers[0]!).catch(() => {});
   }
 
-  // ---- kubelet ---------------------------------------------------------------------------------------------
+  private *backends(): Iterable<Backend> {
+    for (const r of this.running.values())
+      yield {
+        namespace: r.pod.metadata!.namespace!,
+        labels: r.pod.metadata?.labels ?? {},
+        ready: r.ready,
+        ports: r.ports,
+        portNames: r.portNames,
+      };
+  }
+
+  // ---- pods ------------------------------------------------------------------------------------------------
 
   private async syncPods(): Promise<void> {
     const mine = new Set(this.o.nodes.map((n) => n.name));
@@ -145,301 +194,371 @@ export class ProcessKubelet {
     for (const p of this.pods.list()) {
       if (!p.spec?.nodeName || !mine.has(p.spec.nodeName)) continue;
       const k = key(p);
+      let r = this.running.get(k);
+      if (r && r.pod.metadata?.uid !== p.metadata?.uid) {
+        // A new pod of the same name (the old one is gone): the old one's container must not linger.
+        void this.kill(k, r, 0);
+        r = undefined;
+      }
       present.add(k);
-      const r = this.running.get(k);
+      if (r) r.pod = p;
       if (p.metadata?.deletionTimestamp) {
-        if (r) this.stopPod(r);
+        void this.terminate(k, r, p);
         continue;
       }
-      if (!r && !p.status?.phase?.match(/Succeeded|Failed|Running/)) await this.startPod(p);
+      if (!r) {
+        if (!p.status?.phase?.match(/Succeeded|Failed|Running/)) await this.startPod(p);
+      } else if (!r.initialized && !r.stopping) await this.prepare(r);
     }
-    for (const [k, r] of this.running) if (!present.has(k)) this.stopPod(r);
-  }
-
-  private resolve(value: string, mounts: Map<string, string>): string {
-    return value
-      .replace(/\b([a-z0-9-]+)\.([a-z0-9-]+)\.svc(?:\.cluster\.local)?:(\d+)\b/g, (all, svc, ns, port) => {
-        const proxy = this.proxies.get(`${ns}/${svc}:${port}`);
-        return proxy ? `127.0.0.1:${proxy.port}` : all;
-      })
-      .replace(/^(\/[^ ]*)$/, (path) => {
-        for (const [mount, host] of mounts)
-          if (path === mount || path.startsWith(`${mount}/`)) return host + path.slice(mount.length);
-        return path;
-      });
+    // Gone from the API without the kubelet's final delete (force-deleted, or an API server that deletes at once).
+    for (const [k, r] of this.running) if (!present.has(k)) void this.kill(k, r, 10);
   }
 
   private async startPod(p: V1Pod): Promise<void> {
     const c = p.spec!.containers[0]!;
-    const image = (c.image ?? '').replace(/:[^/]*$/, '');
-    const entry = this.o.images[image] ?? Object.entries(this.o.images).find(([k]) => image.endsWith(k))?.[1];
-    const r: Running = {
+    const dir = await mkdtemp(join(tmpdir(), 'fednano-pod-'));
+    const r: PodRecord = {
       pod: p,
-      secretVolumes: [],
+      dir,
+      volumes: new PodVolumes(this.core, p, dir),
+      clock: new ConditionClock(),
       ports: new Map(),
+      portNames: new Map(),
+      phase: 'Pending',
+      state: { waiting: { reason: 'ContainerCreating' } },
       ready: false,
+      started: false,
       restarts: 0,
+      initialized: false,
       stopping: false,
+      terminating: false,
+      probes: [],
       lastLines: [],
+      backoffMs: 500,
+      reports: Promise.resolve(),
     };
     this.running.set(key(p), r);
-    if (!entry) {
-      await this.setStatus(p, {
-        phase: 'Failed',
-        reason: 'ErrImagePull',
-        message: `the process kubelet has no entry for image ${c.image}`,
-      });
+    for (const port of c.ports ?? []) {
+      r.ports.set(port.containerPort, await freePort());
+      if (port.name) r.portNames.set(port.name, port.containerPort);
+    }
+    await this.prepare(r);
+  }
+
+  /** Volumes and env, then the container; while something is missing the pod waits (retried each sync). */
+  private async prepare(r: PodRecord): Promise<void> {
+    const c = r.pod.spec!.containers[0]!;
+    const waiting = (reason: string, message: string) => {
+      r.state = { waiting: { reason, message } };
+      this.report(r);
+    };
+    const problem = await r.volumes.prepare(c).catch((e: Error) => e.message);
+    if (problem) {
+      waiting('ContainerCreating', problem);
       return;
     }
-    for (const port of c.ports ?? []) r.ports.set(port.containerPort, await freePort());
-    const mounts = new Map<string, string>();
-    for (const m of c.volumeMounts ?? []) {
-      const v = p.spec!.volumes?.find((x) => x.name === m.name);
-      if (v?.hostPath) mounts.set(m.mountPath, v.hostPath.path);
-      else if (v?.emptyDir) {
-        const dir = await mkdtemp(join(tmpdir(), 'fednano-emptydir-'));
-        this.emptyDirs.push(dir);
-        mounts.set(m.mountPath, dir);
-      } else if (v?.secret?.secretName) {
-        const dir = await mkdtemp(join(tmpdir(), 'fednano-secret-'));
-        this.emptyDirs.push(dir);
-        mounts.set(m.mountPath, dir);
-        const volume = {
-          namespace: p.metadata!.namespace!,
-          secret: v.secret.secretName,
-          dir,
-          mode: v.secret.defaultMode,
-        };
-        if (!(await this.projectSecret(volume))) {
-          await this.setStatus(p, {
-            phase: 'Pending',
-            reason: 'ContainerCreating',
-            message: `secret "${v.secret.secretName}" not found`,
-          });
-          this.running.delete(key(p)); // tried again on the next sync, as the kubelet retries the mount
-          return;
-        }
-        r.secretVolumes.push(volume);
-      }
+    const env = await containerEnv(this.core, r.pod, c).catch((e: Error) => ({ waiting: e.message }));
+    if ('waiting' in env) {
+      waiting('CreateContainerConfigError', env.waiting);
+      return;
     }
-    await this.setStatus(p, {
-      phase: 'Running',
-      podIP: '127.0.0.1',
-      hostIP: '127.0.0.1',
-      startTime: new Date() as never,
-      conditions: [
-        { type: 'PodScheduled', status: 'True' },
-        { type: 'Ready', status: 'False' },
-      ],
-    });
-    this.launch(r, entry, c, mounts);
+    r.env = env.env;
+    r.initialized = true;
+    r.startTime = new Date();
+    await this.launch(r);
   }
 
-  private launch(r: Running, entry: string, c: V1Container, mounts: Map<string, string>): void {
-    const resolved = (c.args ?? []).map((a, i, all) => {
-      // The container's own ports: `--port 50051` listens on the mapped local port.
-      const prev = all[i - 1] ?? '';
-      if (/^--.*port$/.test(prev) && r.ports.has(Number(a))) return String(r.ports.get(Number(a)));
-      return this.resolve(a, mounts);
-    });
-    const args = this.o.rewriteArgs?.(r.pod, resolved) ?? resolved;
-    const env: NodeJS.ProcessEnv = { ...process.env, ...this.o.env };
-    for (const e of c.env ?? []) if (e.value !== undefined) env[e.name] = this.resolve(e.value, mounts);
-    const child = spawn(process.execPath, [entry, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    r.child = child;
-    const onData = (b: Buffer) => {
-      for (const line of b.toString().split('\n').filter(Boolean)) {
-        r.lastLines = [...r.lastLines, line].slice(-20);
-        this.o.onLog?.(r.pod.metadata!.name!, line);
-      }
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    const probe = c.readinessProbe?.httpGet;
-    if (probe) {
-      const port = r.ports.get(Number(probe.port)) ?? Number(probe.port);
-      r.probe = setInterval(async () => {
-        const ok = (await httpStatus(`http://127.0.0.1:${port}${probe.path ?? '/'}`)) === 200;
-        if (ok !== r.ready) {
-          r.ready = ok;
-          await this.setReady(r);
-        }
-      }, 300);
-    } else {
-      r.ready = true;
-      void this.setReady(r);
-    }
-    child.once('exit', (code, signal) => {
-      clearInterval(r.probe);
-      r.ready = false;
-      if (r.stopping || this.stopped) return;
-      const always = (r.pod.spec?.restartPolicy ?? 'Always') === 'Always';
-      if (always) {
-        r.restarts++;
-        r.lastExit = { exitCode: code ?? 137, message: lastMessage(r.lastLines) };
-        void this.setReady(r);
-        setTimeout(() => !r.stopping && !this.stopped && this.launch(r, entry, c, mounts), 500);
-        return;
-      }
-      const message = lastMessage(r.lastLines);
-      void this.setStatus(r.pod, {
-        phase: code === 0 ? 'Succeeded' : 'Failed',
-        conditions: [{ type: 'Ready', status: 'False' }],
-        containerStatuses: [
-          {
-            name: c.name,
-            image: c.image ?? '',
-            imageID: '',
-            ready: false,
-            restartCount: r.restarts,
-            state: {
-              terminated: {
-                exitCode: code ?? 137,
-                reason: signal ? 'Killed' : code === 0 ? 'Completed' : 'Error',
-                message: message.slice(0, 1000),
-              },
-            },
-          },
-        ],
-      });
-    });
-  }
-
-  private async setReady(r: Running): Promise<void> {
+  private async launch(r: PodRecord): Promise<void> {
+    if (r.stopping || this.stopped) return;
     const c = r.pod.spec!.containers[0]!;
-    await this.setStatus(r.pod, {
-      phase: 'Running',
-      podIP: '127.0.0.1',
-      conditions: [
-        { type: 'PodScheduled', status: 'True' },
-        { type: 'Ready', status: r.ready ? 'True' : 'False' },
-      ],
-      containerStatuses: [
-        {
+    const env = r.env ?? {};
+    const l: ContainerLaunch = {
+      pod: r.pod,
+      container: c,
+      args: [],
+      env: {},
+      mounts: r.volumes.mounts,
+      ports: r.ports,
+      dir: r.dir,
+      resolveServices: (v, host) => this.proxies.resolveServices(v, host),
+      serviceAccountDir: r.volumes.serviceAccountDir,
+      apiServer: this.apiServer(),
+      attempt: r.restarts,
+    };
+    const raw = (c.args ?? []).map((a) => expand(a, env));
+    const args = raw.map((a, i) => this.runtime.rewrite(a, raw[i - 1] ?? '', l));
+    l.args = this.o.rewriteArgs?.(r.pod, args) ?? args;
+    for (const [k, v] of Object.entries(env)) l.env[k] = this.runtime.rewrite(v, k, l);
+    Object.assign(l.env, await this.runtime.extraEnv(l));
+    const handle = await this.runtime.start(l, (line) => {
+      r.lastLines = [...r.lastLines, line].slice(-20);
+      this.o.onLog?.(r.pod.metadata!.name!, line);
+    });
+    r.handle = handle;
+    const startedAt = new Date();
+    if (!handle.id) {
+      // Never started (an image the runtime cannot run): the pod waits, as on an image pull error.
+      const exit = await handle.exited;
+      r.state = { waiting: { reason: exit.reason?.split(':')[0] ?? 'StartError', message: exit.reason } };
+      this.report(r);
+      return;
+    }
+    r.phase = 'Running';
+    r.state = { running: { startedAt } };
+    this.report(r);
+    this.probe(r, handle);
+    void handle.exited.then((exit) => this.exited(r, handle, exit, startedAt));
+  }
+
+  private async exited(
+    r: PodRecord,
+    handle: ContainerHandle,
+    exit: { code: number | null; signal: string | null; reason?: string },
+    startedAt: Date,
+  ): Promise<void> {
+    if (r.handle !== handle) return;
+    for (const t of r.probes) clearInterval(t);
+    r.probes = [];
+    r.ready = false;
+    if (r.stopping || this.stopped) return;
+    const exitCode = exit.code ?? 128 + (exit.signal === 'SIGKILL' ? 9 : 15);
+    const terminated = {
+      exitCode,
+      ...(exit.signal ? { signal: exit.signal === 'SIGKILL' ? 9 : 15 } : {}),
+      reason: exitCode === 0 ? 'Completed' : 'Error',
+      message: exit.reason ?? lastMessage(r.lastLines),
+      startedAt,
+      finishedAt: new Date(),
+      containerID: handle.id,
+    };
+    const policy = r.pod.spec?.restartPolicy ?? 'Always';
+    if (policy === 'Always' || (policy === 'OnFailure' && exitCode !== 0)) {
+      r.restarts++;
+      r.started = false;
+      r.lastState = { terminated };
+      // CrashLoopBackOff: 0.5 s doubling to 10 s (the real kubelet: 10 s to 5 min), reset after 10 s of running.
+      if (Date.now() - startedAt.getTime() > 10_000) r.backoffMs = 500;
+      const wait = r.backoffMs;
+      r.backoffMs = Math.min(r.backoffMs * 2, 10_000);
+      r.state = {
+        waiting: { reason: 'CrashLoopBackOff', message: `back-off ${wait / 1000}s restarting failed container` },
+      };
+      this.report(r);
+      setTimeout(() => void this.launch(r), wait);
+      return;
+    }
+    r.phase = exitCode === 0 ? 'Succeeded' : 'Failed';
+    r.state = { terminated };
+    this.report(r);
+  }
+
+  // ---- probes ----------------------------------------------------------------------------------------------
+
+  /** Startup, then readiness and liveness: httpGet and tcpSocket probes against the container's host ports. */
+  private probe(r: PodRecord, handle: ContainerHandle): void {
+    const c = r.pod.spec!.containers[0]!;
+    const check = async (p: V1Probe): Promise<boolean> => {
+      const target = p.httpGet?.port ?? p.tcpSocket?.port;
+      if (target === undefined) return true; // exec and gRPC probes: not run here, taken as passing
+      const containerPort = /^\d+$/.test(String(target)) ? Number(target) : r.portNames.get(String(target));
+      const port = (containerPort !== undefined && r.ports.get(containerPort)) || Number(target);
+      if (p.httpGet) {
+        const s = await httpStatus(`http://127.0.0.1:${port}${p.httpGet.path ?? '/'}`);
+        return s >= 200 && s < 400;
+      }
+      return new Promise((resolve) => {
+        const s = connect(port, '127.0.0.1');
+        s.once('connect', () => {
+          s.destroy();
+          resolve(true);
+        });
+        s.once('error', () => resolve(false));
+      });
+    };
+    const current = () => r.handle === handle && !r.stopping;
+    const setReady = (ready: boolean) => {
+      if (ready === r.ready) return;
+      r.ready = ready;
+      this.report(r);
+      this.kick();
+    };
+    const afterStart = () => {
+      r.started = true;
+      if (!c.readinessProbe) setReady(true);
+      else {
+        let busy = false;
+        r.probes.push(
+          setInterval(async () => {
+            if (busy || !current()) return;
+            busy = true;
+            const ok = await check(c.readinessProbe!).catch(() => false);
+            busy = false;
+            if (current()) setReady(ok);
+          }, 300),
+        );
+      }
+      const live = c.livenessProbe;
+      if (live) {
+        let failures = 0;
+        r.probes.push(
+          setInterval(
+            async () => {
+              if (!current()) return;
+              failures = (await check(live).catch(() => false)) ? 0 : failures + 1;
+              if (failures >= (live.failureThreshold ?? 3) && current()) {
+                this.o.onLog?.(r.pod.metadata!.name!, 'kubelet: liveness probe failed, restarting the container');
+                handle.signal('SIGKILL');
+              }
+            },
+            (live.periodSeconds ?? 10) * 1000,
+          ),
+        );
+      }
+      this.report(r);
+    };
+    const startup = c.startupProbe;
+    if (!startup) {
+      afterStart();
+      return;
+    }
+    let failures = 0;
+    const t = setInterval(async () => {
+      if (!current()) return clearInterval(t);
+      if (await check(startup).catch(() => false)) {
+        clearInterval(t);
+        if (current()) afterStart();
+      } else if (++failures >= (startup.failureThreshold ?? 3) * Math.max(1, (startup.periodSeconds ?? 10) / 0.3)) {
+        clearInterval(t);
+        this.o.onLog?.(r.pod.metadata!.name!, 'kubelet: startup probe failed, restarting the container');
+        handle.signal('SIGKILL');
+      }
+    }, 300);
+    r.probes.push(t);
+  }
+
+  // ---- status ----------------------------------------------------------------------------------------------
+
+  /** Queues a status report of the pod (pods/status merge patch), after the ones before it. */
+  private report(r: PodRecord): void {
+    const c = r.pod.spec!.containers[0]!;
+    const status = podStatus(
+      {
+        phase: r.phase,
+        hostIP: ADDRESS,
+        podIP: r.phase === 'Pending' ? undefined : ADDRESS,
+        startTime: r.startTime,
+        initialized: r.initialized,
+        container: {
           name: c.name,
           image: c.image ?? '',
-          imageID: '',
+          imageID: r.handle?.imageID ?? '',
+          containerID: r.handle?.id ?? '',
           ready: r.ready,
+          started: r.started,
           restartCount: r.restarts,
-          state: { running: {} },
-          ...(r.lastExit ? { lastState: { terminated: { ...r.lastExit, reason: 'Error' } } } : {}),
+          state: r.state,
+          lastState: r.lastState,
         },
-      ],
+      },
+      r.clock,
+    );
+    const { name, namespace } = r.pod.metadata!;
+    r.reports = r.reports.then(async () => {
+      if (r.terminating && r.phase !== 'Succeeded' && r.phase !== 'Failed') return;
+      for (let attempt = 0; attempt < 5 && !this.stopped; attempt++) {
+        try {
+          await this.core.patchNamespacedPodStatus({ name: name!, namespace: namespace!, body: { status } }, merge);
+          return;
+        } catch (e) {
+          if (isNotFound(e)) return;
+          await new Promise((res) => setTimeout(res, 200 * (attempt + 1)));
+        }
+      }
     });
-    this.kick();
   }
 
-  private async setStatus(p: V1Pod, status: NonNullable<V1Pod['status']>): Promise<void> {
-    for (let attempt = 0; attempt < 5; attempt++) {
-      try {
-        const fresh = await this.core.readNamespacedPod({ name: p.metadata!.name!, namespace: p.metadata!.namespace! });
-        await this.core.replaceNamespacedPodStatus({
-          name: p.metadata!.name!,
-          namespace: p.metadata!.namespace!,
-          body: { ...fresh, status: { ...fresh.status, ...status } },
-        });
-        return;
-      } catch (e) {
-        if ((e as { code?: number }).code === 404) return;
-      }
-    }
-  }
+  // ---- deletion --------------------------------------------------------------------------------------------
 
   /**
-   * Writes a Secret's keys as files (a secret volume); false when the Secret does not exist. Called again while the
-   * pod runs, so updated Secrets (renewed certificates, revocation lists) reach the files as the kubelet syncs them.
+   * A pod with deletionTimestamp: stop its container (SIGTERM, SIGKILL after the grace period the API server
+   * recorded), then delete it for good (gracePeriodSeconds 0, uid precondition), as the kubelet does.
    */
-  private async projectSecret(v: SecretVolume): Promise<boolean> {
-    let secret: Awaited<ReturnType<CoreV1Api['readNamespacedSecret']>>;
+  private async terminate(k: string, r: PodRecord | undefined, p: V1Pod): Promise<void> {
+    const uid = p.metadata!.uid!;
+    if (this.deleting.has(uid)) return;
+    this.deleting.add(uid);
     try {
-      secret = await this.core.readNamespacedSecret({ namespace: v.namespace, name: v.secret });
-    } catch (e) {
-      if ((e as { code?: number }).code === 404) return false;
-      throw e;
+      const grace = p.metadata?.deletionGracePeriodSeconds ?? p.spec?.terminationGracePeriodSeconds ?? 30;
+      if (r) await this.kill(k, r, grace);
+      await this.core
+        .deleteNamespacedPod({
+          name: p.metadata!.name!,
+          namespace: p.metadata!.namespace!,
+          gracePeriodSeconds: 0,
+          body: { gracePeriodSeconds: 0, preconditions: { uid } },
+        })
+        .catch((e) => {
+          if (!isNotFound(e) && (e as { code?: number }).code !== 409) throw e;
+        });
+    } catch {
+      this.deleting.delete(uid); // tried again on the next sync
     }
-    for (const [k, b64] of Object.entries(secret.data ?? {})) {
-      const file = join(v.dir, k);
-      const content = Buffer.from(b64, 'base64');
-      const current = await readFile(file).catch(() => undefined);
-      if (current?.equals(content)) continue;
-      // Replace atomically, as the kubelet swaps a symlinked folder: a reader never sees a half-written file.
-      await writeFile(`${file}.tmp`, content, { mode: v.mode ?? 0o644 });
-      await rename(`${file}.tmp`, file);
-    }
-    return true;
   }
 
-  private stopPod(r: Running): void {
+  /** Stops a pod's container (SIGTERM, SIGKILL after `graceSeconds`) and forgets the pod. */
+  private async kill(k: string, r: PodRecord, graceSeconds: number): Promise<void> {
+    if (r.stopping) return;
     r.stopping = true;
-    clearInterval(r.probe);
-    r.child?.kill('SIGTERM');
-    const child = r.child;
-    setTimeout(() => child?.kill('SIGKILL'), 10_000).unref();
-    this.running.delete(key(r.pod));
+    r.terminating = true;
+    for (const t of r.probes) clearInterval(t);
+    const h = r.handle;
+    if (h) {
+      h.signal('SIGCONT'); // a paused process must be able to act on SIGTERM
+      h.signal('SIGTERM');
+      const timer = setTimeout(() => h.signal('SIGKILL'), graceSeconds * 1000);
+      await h.exited;
+      clearTimeout(timer);
+    }
+    if (this.running.get(k) === r) this.running.delete(k);
+    await this.runtime.remove?.(r.pod).catch(() => {});
+    await rm(r.dir, { recursive: true, force: true });
   }
 
-  /** For fault tests: signal the process of a pod (e.g. SIGKILL); Always-pods restart, Never-pods fail. */
+  private apiServer(): { server: string; ca?: string } {
+    const cluster = this.kc.getCurrentCluster();
+    let ca: string | undefined;
+    if (cluster?.caData) ca = Buffer.from(cluster.caData, 'base64').toString();
+    else if (cluster?.caFile) ca = readFileSync(cluster.caFile, 'utf8');
+    return { server: cluster?.server ?? '', ca };
+  }
+
+  // ---- for tests -------------------------------------------------------------------------------------------
+
+  /** For fault tests: signal the container of a pod (e.g. SIGKILL); Always-pods restart, Never-pods fail. */
   signalPod(namespace: string, name: string, signal: NodeJS.Signals): boolean {
-    const r = this.running.get(`${namespace}/${name}`);
-    return r?.child?.kill(signal) ?? false;
+    return this.running.get(`${namespace}/${name}`)?.handle?.signal(signal) ?? false;
   }
 
   /** The local port kube-proxy gives a Service port (undefined until the Service is proxied). */
   servicePort(namespace: string, service: string, port: number): number | undefined {
-    return this.proxies.get(`${namespace}/${service}:${port}`)?.port;
+    return this.proxies.port(namespace, service, port);
   }
 
   podNames(namespace: string, prefix = ''): string[] {
     return [...this.running.keys()].filter((k) => k.startsWith(`${namespace}/${prefix}`)).map((k) => k.split('/')[1]!);
   }
 
-  // ---- kube-proxy ------------------------------------------------------------------------------------------
-
-  private async syncProxies(): Promise<void> {
-    for (const s of this.services.list()) {
-      for (const port of s.spec?.ports ?? []) {
-        const id = `${s.metadata!.namespace}/${s.metadata!.name}:${port.port}`;
-        if (this.proxies.has(id)) continue;
-        const target = Number(port.targetPort ?? port.port);
-        const backend = () => {
-          for (const r of this.running.values()) {
-            const labels = r.pod.metadata?.labels ?? {};
-            const selected = Object.entries(s.spec?.selector ?? {}).every(([k, v]) => labels[k] === v);
-            if (selected && r.ready && r.pod.metadata?.namespace === s.metadata!.namespace && r.ports.has(target))
-              return r.ports.get(target);
-          }
-          return undefined;
-        };
-        const server = createServer((socket) => {
-          const to = backend();
-          if (!to) return socket.destroy();
-          const upstream = tcpConnect(to, '127.0.0.1');
-          socket.pipe(upstream).pipe(socket);
-          const close = () => {
-            socket.destroy();
-            upstream.destroy();
-          };
-          socket.on('error', close);
-          upstream.on('error', close);
-        });
-        const local = await new Promise<number>((resolve) =>
-          server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)),
-        );
-        this.proxies.set(id, { server, port: local });
-      }
-    }
+  /** The last error of a node heartbeat or lease renewal (undefined while they succeed). */
+  get nodeError(): string | undefined {
+    return this.nodes?.lastError;
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
-    const children = [...this.running.values()]
-      .map((r) => r.child)
-      .filter((c) => c && c.exitCode === null && c.signalCode === null);
-    for (const r of [...this.running.values()]) this.stopPod(r);
-    await Promise.all(children.map((c) => new Promise((res) => c!.once('exit', res))));
-    for (const p of this.proxies.values()) p.server.close();
+    this.nodes?.stop();
+    await Promise.all([...this.running].map(([k, r]) => this.kill(k, r, 10)));
+    this.proxies.close();
     for (const i of [this.pods, this.services]) await i?.stop();
-    for (const d of this.emptyDirs) await rm(d, { recursive: true, force: true });
   }
 }
