@@ -153,7 +153,7 @@ export async function main(argv: string[]): Promise<void> {
     const ops = await startOpsServer({
       port: flags['ops-port'],
       registry: operator.metrics.registry,
-      ready: () => operator.ready,
+      ready: () => operator.ready || operator.standby,
     });
     onShutdown(log, async () => {
       await operator.stop();

@@ -35,6 +35,11 @@ export class Operator {
   private stopWatch?: () => void;
   private store?: WatchedRoundStore;
   ready = false;
+  /**
+   * A replica waiting for the leader Lease. It counts as ready: it is healthy and takes over within a Lease
+   * duration, and a Deployment (or `helm install --wait`) would otherwise never see more than one replica available.
+   */
+  standby = false;
 
   constructor(
     private readonly kc: KubeConfig,
@@ -74,10 +79,12 @@ export class Operator {
         },
         log,
       );
+      this.standby = true;
       await this.elector.run(() => {
         log.fatal('lost leadership; exiting so that only the leader reconciles');
         process.exit(1);
       });
+      this.standby = false;
       this.metrics.leader.set(1);
     }
     const store = await this.openStore(this.kube);
