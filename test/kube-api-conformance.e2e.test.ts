@@ -197,7 +197,6 @@ describe('the emulated API server answers as the real kube-apiserver', { skip },
     [api, cp] = await Promise.all([
       startKubeApi({
         podGracefulDeletion: true,
-        strictMicroTime: true,
         // What test/operator.e2e.test.ts and test/security.e2e.test.ts run with, against the real scheduler and
         // kube-controller-manager's deployment, replicaset and garbage collector controllers.
         schedulePods: true,

@@ -49,8 +49,8 @@ export interface KubeApiOptions {
   /** Pods bound to a node stay Terminating after DELETE until deleted with gracePeriodSeconds=0 (default false). */
   podGracefulDeletion?: boolean;
   /**
-   * Refuse Lease times with other than six fractional digits with 400, as the real server does (default false: the
-   * operator's leader election still sends millisecond times; see README "Known gaps").
+   * Refuse Lease times with other than six fractional digits with 400, as the real server does (default true;
+   * false accepts any date string).
    */
   strictMicroTime?: boolean;
   /**
@@ -138,7 +138,7 @@ export class KubeApi {
       historyLimit: options.historyLimit,
       strictCrdSchemas: options.strictCrdSchemas,
       podGracefulDeletion: options.podGracefulDeletion,
-      strictMicroTime: options.strictMicroTime,
+      strictMicroTime: options.strictMicroTime ?? true,
     });
     this.controllers = new Controllers(this.core);
     if (options.schedulePods) this.scheduler = new Scheduler(this.core);
