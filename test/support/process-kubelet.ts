@@ -102,9 +102,14 @@ const ADDRESS = '127.0.0.1';
 const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 const key = (o: { metadata?: { namespace?: string; name?: string } }) => `${o.metadata?.namespace}/${o.metadata?.name}`;
 
-/** The line that says why a process ended: its last plain-text line (a one-line error), else its last log line. */
-function lastMessage(lines: string[]): string {
-  return (lines.filter((l) => !l.startsWith('{')).at(-1) ?? lines.at(-1) ?? '').slice(0, 1000);
+/**
+ * The line that says why a process ended: the error line of an uncaught exception (`Error: ...`), else its last
+ * plain-text line (a one-line error), else its last log line.
+ */
+export function lastMessage(lines: string[]): string {
+  const plain = lines.filter((l) => !l.startsWith('{') && !/^\s+at |^Node\.js v\d|^\s*\^+\s*$|^\s*[{}]/.test(l));
+  const error = plain.findLast((l) => /^(\w+:)?\w*(Error|Exception)\b.*:/.test(l));
+  return (error ?? plain.at(-1) ?? lines.at(-1) ?? '').slice(0, 1000);
 }
 
 export class ProcessKubelet {
@@ -294,6 +299,11 @@ export class ProcessKubelet {
       r.lastLines = [...r.lastLines, line].slice(-20);
       this.o.onLog?.(r.pod.metadata!.name!, line);
     });
+    if (r.stopping || this.stopped) {
+      // Deleted while it was starting: the kill already ran for the previous handle.
+      handle.signal('SIGKILL');
+      return;
+    }
     r.handle = handle;
     const startedAt = new Date();
     if (!handle.id) {

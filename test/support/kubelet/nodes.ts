@@ -168,7 +168,8 @@ export class NodeAgent {
     const want = nodeObject(n);
     let node: V1Node;
     try {
-      node = await this.core.createNode({ body: want });
+      // With its status, as the kubelet registers: node-lifecycle sees it Ready from the start (no not-ready taint).
+      node = await this.core.createNode({ body: { ...want, status: this.status(n) } });
     } catch (e) {
       if (!isConflict(e)) throw e;
       const current = await this.core.readNode({ name: n.name });
@@ -183,15 +184,19 @@ export class NodeAgent {
     this.uids.set(n.name, node.metadata!.uid!);
   }
 
-  private async reportStatus(n: NodeSpec): Promise<void> {
-    if (this.stopped) return;
-    const status = nodeStatus(n, {
+  private status(n: NodeSpec): NonNullable<V1Node['status']> {
+    return nodeStatus(n, {
       address: this.o.address,
       kubeletVersion: this.kubeletVersion,
       runtimeVersion: this.o.runtimeVersion,
       since: this.since,
       now: new Date(),
     });
+  }
+
+  private async reportStatus(n: NodeSpec): Promise<void> {
+    if (this.stopped) return;
+    const status = this.status(n);
     try {
       await this.core.patchNodeStatus({ name: n.name, body: { status } }, merge);
     } catch (e) {
