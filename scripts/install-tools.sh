@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the real-Kubernetes suites need on a Debian machine, idempotently:
 #   - Docker Engine (Debian's docker.io) and a running dockerd, when absent;
-#   - etcd, kube-apiserver, kube-controller-manager, kube-scheduler and helm, built from Go modules at the versions
+#   - etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet and helm, built from Go modules at the versions
 #     pinned in tools/*/go.mod, into $FEDNANO_TOOLS_DIR/<tool>-<version>/ (a second run finds them and builds nothing);
-#   - the base images the Dockerfiles build on (scripts/base-images.sh), where they cannot be pulled.
+#   - the base images the Dockerfiles build on (scripts/base-images.sh), where they cannot be pulled, and the pause
+#     image and CNI plugins the real kubelet needs (scripts/install-real-kubelet.sh).
 #
 #   bash scripts/install-tools.sh            # everything
 #   bash scripts/install-tools.sh --no-docker  # only the Go-built tools
@@ -104,9 +105,10 @@ ETCD_VERSION=$etcd
 HELM_VERSION=$helm
 EOF
 
-# ---- base images ----
-if [ "$with_docker" = 1 ] && [ -f scripts/base-images.sh ]; then
+# ---- base images, and what the real kubelet runs on (Debian's containerd, CNI plugins, a local pause image) ----
+if [ "$with_docker" = 1 ]; then
   bash scripts/base-images.sh
+  bash scripts/install-real-kubelet.sh
 fi
 
 log "tools in $TOOLS_DIR/bin (kubernetes $k8s, etcd $etcd, helm $helm); took $(($(date +%s) - started)) s"
