@@ -1,0 +1,132 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { FedNanoEnvironment, type FedNanoImages, type RoundResult } from '@fednano/testcontainers';
+import { buildImage, engineProblem } from './support/images.js';
+
+/**
+ * @fednano/testcontainers for real: the quickstart federation (examples/quickstart.yaml: 10 clients, 5 per round,
+ * Fisher merging) runs in containers from the project images — NATS with JetStream, the llm-host and the aggregator
+ * on a private network, one client-agent container per client per round with its shard mounted — secured as
+ * `fednano run` is (NKey users with least-privilege permissions, mutual TLS to the llm-host). Each round ends in an
+ * aggregated adapter in the Object Store, scored on the quickstart's 600 held-out questions; accuracy is printed.
+ * A second federation (test/fixtures/e2e-small.yaml) runs insecure. The reaper is the package's own (no pull).
+ *
+ * FEDNANO_TC_ROUNDS (default 3) sets the quickstart rounds; FEDNANO_TC_CONFIG another config.
+ */
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const CONFIG = process.env.FEDNANO_TC_CONFIG ?? join(ROOT, 'examples/quickstart.yaml');
+const ROUNDS = Number(process.env.FEDNANO_TC_ROUNDS ?? 3);
+const execFileAsync = promisify(execFile);
+
+const skip = await engineProblem();
+if (skip)
+  process.stderr.write(
+    `\n*** SKIPPED test/testcontainers.e2e.test.ts: ${skip}. This suite runs a FedNano round in containers (NATS, llm-host, aggregator, client-agents) through @fednano/testcontainers; run it where a docker engine is. ***\n\n`,
+  );
+
+const log = (line: string) => process.stderr.write(`testcontainers e2e: ${line}\n`);
+
+/** Containers of a federation still there (by the labels the package puts on them). */
+async function leftovers(federation: string): Promise<string[]> {
+  const { stdout } = await execFileAsync('docker', [
+    'ps',
+    '-aq',
+    '--filter',
+    `label=io.fednano.federation=${federation}`,
+  ]);
+  return stdout.split('\n').filter(Boolean);
+}
+
+function checkRound(r: RoundResult, participants: number) {
+  assert.equal(r.accepted.length, participants, `accepted: ${r.accepted.join(', ')}`);
+  assert.deepEqual(r.rejected, []);
+  assert.match(r.adapter.sha256, /^[0-9a-f]{64}$/);
+  assert.match(r.adapter.object, new RegExp(`/round-${r.round}$`));
+  assert.ok(
+    r.agents.every((a) => a.exitCode === 0),
+    JSON.stringify(r.agents),
+  );
+  const acc = r.evaluation?.accuracy;
+  assert.ok(typeof acc === 'number' && acc >= 0 && acc <= 1, `accuracy ${acc}`);
+  assert.ok(Number.isFinite(r.trainLoss) && r.trainLoss > 0, `train loss ${r.trainLoss}`);
+}
+
+const line = (r: RoundResult) =>
+  `round ${r.round}: ${r.seconds.toFixed(1)} s, accuracy ${r.evaluation!.accuracy.toFixed(3)} (loss ${r.evaluation!.loss.toFixed(3)}, train loss ${r.trainLoss.toFixed(3)}), ${r.accepted.length} updates of ${r.updateBytes} B, adapter ${r.adapter.object} sha256 ${r.adapter.sha256}`;
+
+describe('@fednano/testcontainers: rounds in containers', {
+  skip: skip ? `SKIPPED: ${skip}` : false,
+  timeout: 30 * 60_000,
+}, () => {
+  let images: FedNanoImages;
+
+  before(async () => {
+    const t0 = Date.now();
+    images = {
+      nats: await buildImage('nats'),
+      llmHost: await buildImage('llm-host'),
+      aggregator: await buildImage('aggregator'),
+      clientAgent: await buildImage('client-agent'),
+    };
+    log(`images ready in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${Object.values(images).join(', ')}`);
+  });
+
+  describe('the quickstart, secured (NKey users + mTLS)', () => {
+    let fed: FedNanoEnvironment | undefined;
+    after(async () => {
+      const federation = fed?.federation.federation;
+      await fed?.stop();
+      if (federation) assert.deepEqual(await leftovers(federation), [], 'stop() removes every container');
+    });
+
+    test(`${ROUNDS} round(s) to an aggregated adapter; accuracy rises above the initial adapter's`, async () => {
+      const t0 = Date.now();
+      fed = await FedNanoEnvironment.start({ config: CONFIG, images, log });
+      assert.ok(fed.identities, 'secured by default');
+      assert.equal(fed.reaper, 'ready', 'the package reaper, not a disabled one');
+      const initial = await fed.evaluate();
+      log(
+        `${fed.config.metadata.name}: initial adapter accuracy ${initial.accuracy.toFixed(3)} on ${initial.examples} questions`,
+      );
+      const perRound = fed.config.spec.participation.clientsPerRound ?? fed.config.spec.simulation.clients;
+      const results: RoundResult[] = [];
+      for (let i = 0; i < ROUNDS; i++) {
+        const r = await fed.runRound();
+        checkRound(r, perRound);
+        log(line(r));
+        results.push(r);
+      }
+      assert.equal(new Set(results.map((r) => r.adapter.sha256)).size, ROUNDS, 'a new adapter each round');
+      const final = results.at(-1)!.evaluation!.accuracy;
+      if (ROUNDS >= 3) assert.ok(final > initial.accuracy, `accuracy ${initial.accuracy} → ${final}`);
+      const mean = results.reduce((s, r) => s + r.seconds, 0) / results.length;
+      log(
+        `RESULT config=${fed.config.metadata.name} rounds=${ROUNDS} accuracy_initial=${initial.accuracy.toFixed(3)} accuracy_final=${final.toFixed(3)} mean_round_s=${mean.toFixed(1)} total_s=${((Date.now() - t0) / 1000).toFixed(1)}`,
+      );
+    });
+  });
+
+  describe('a small federation, insecure', () => {
+    let fed: FedNanoEnvironment | undefined;
+    after(() => fed?.stop());
+
+    test('one round with the clients chosen by the test', async () => {
+      fed = await FedNanoEnvironment.start({
+        config: join(ROOT, 'test/fixtures/e2e-small.yaml'),
+        namespace: 'tc-insecure',
+        insecure: true,
+        images,
+        log,
+      });
+      assert.equal(fed.identities, undefined);
+      const r = await fed.runRound({ clients: ['client-0', 'client-2'] });
+      checkRound(r, 2);
+      assert.deepEqual([...r.accepted].sort(), ['client-0', 'client-2']);
+      log(line(r));
+    });
+  });
+});
