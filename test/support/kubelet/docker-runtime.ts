@@ -1,4 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
+import { networkInterfaces } from 'node:os';
 import { promisify } from 'node:util';
 import type { V1Pod } from '@kubernetes/client-node';
 import type { ContainerExit, ContainerHandle, ContainerLaunch, ContainerRuntime } from './runtime.js';
@@ -38,12 +39,32 @@ export class DockerRuntime implements ContainerRuntime {
     return (await exec(this.docker, args, { encoding: 'utf8', maxBuffer: 16 << 20 })).stdout.trim();
   }
 
-  /** The address containers reach the host at. */
+  /** The address containers reach the host at: the bridge's gateway (docker0's address when IPAM names none). */
   async hostAddress(): Promise<string> {
-    this.host ??=
-      this.o.hostAddress ??
-      (await this.cli('network', 'inspect', 'bridge', '--format', '{{(index .IPAM.Config 0).Gateway}}'));
-    return this.host;
+    if (this.host) return this.host;
+    if (this.o.hostAddress) return (this.host = this.o.hostAddress);
+    const gateway = await this.cli(
+      'network',
+      'inspect',
+      'bridge',
+      '--format',
+      '{{range .IPAM.Config}}{{.Gateway}} {{.Subnet}}{{end}}',
+    );
+    const [ip, subnet] = gateway.split(' ');
+    if (ip && /^\d+\.\d+\.\d+\.\d+$/.test(ip)) return (this.host = ip);
+    const bridge = await this.cli(
+      'network',
+      'inspect',
+      'bridge',
+      '--format',
+      '{{index .Options "com.docker.network.bridge.name"}}',
+    ).catch(() => '');
+    const nic = networkInterfaces()[bridge || 'docker0']?.find((a) => a.family === 'IPv4');
+    if (nic) return (this.host = nic.address);
+    // The subnet's first address, which is the gateway Docker assigns by default.
+    const base = /^(\d+\.\d+\.\d+)\.\d+\//.exec(subnet ?? '');
+    if (!base) throw new Error(`cannot tell how containers reach the host (bridge network: ${gateway})`);
+    return (this.host = `${base[1]}.1`);
   }
 
   async version(): Promise<string> {
