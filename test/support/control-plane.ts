@@ -73,6 +73,10 @@ class Component {
 
   static start(dir: string, name: string, bin: string, args: string[]): Component {
     const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // A test process that dies (a timeout, ^C) must not leave a control plane behind.
+    const reap = () => child.kill('SIGKILL');
+    process.once('exit', reap);
+    child.once('exit', () => process.off('exit', reap));
     return new Component(name, child, join(dir, `${name}.log`));
   }
 
