@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { FedNanoEnvironment, type FedNanoImages, type RoundResult } from '@fednano/testcontainers';
+import { FedNanoEnvironment, type FedNanoImages, RoundFailedError, type RoundResult } from '@fednano/testcontainers';
 import { buildImage, engineProblem } from './support/images.js';
 
 /**
@@ -127,6 +127,23 @@ describe('@fednano/testcontainers: rounds in containers', {
       checkRound(r, 2);
       assert.deepEqual([...r.accepted].sort(), ['client-0', 'client-2']);
       log(line(r));
+    });
+
+    test('a round whose client-agents all fail is reported at once, with their exit codes and logs', async () => {
+      assert.ok(fed, 'the round above started the environment');
+      const t0 = Date.now();
+      const failed = await fed.runRound({ clients: ['client-1'], clientAgentArgs: ['--label-noise', '2'] }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      assert.ok(failed instanceof RoundFailedError, String(failed));
+      assert.deepEqual(
+        failed.agents.map((a) => [a.client, a.exitCode]),
+        [['client-1', 2]],
+      );
+      assert.match(await fed.logTail('client-agent-r2-client-1'), /--label-noise/);
+      assert.ok(Date.now() - t0 < 60_000, 'not left to the 600 s deadline');
+      assert.equal(fed.round, 1, 'the failed round does not advance the environment');
     });
   });
 });

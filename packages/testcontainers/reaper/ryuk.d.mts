@@ -8,7 +8,6 @@ export function dockerApi(dockerHost?: string): {
   networks(f: Filters): Promise<string[]>;
   volumes(f: Filters): Promise<string[]>;
   images(f: Filters): Promise<string[]>;
-  tag(source: string, repo: string, tag: string): Promise<void>;
   remove(kind: 'containers' | 'networks' | 'volumes' | 'images', id: string): Promise<void>;
 };
 export interface ReaperOptions {

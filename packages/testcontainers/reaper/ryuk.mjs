@@ -105,12 +105,6 @@ export function dockerApi(dockerHost = process.env.DOCKER_HOST ?? 'unix:///var/r
     volumes: async (f) => ((await json(`/volumes?${q(f)}`)).Volumes ?? []).map((/** @type {any} */ v) => v.Name),
     /** @param {Record<string, string[]>} f @returns {Promise<string[]>} */
     images: async (f) => (await json(`/images/json?${q(f)}`)).map((/** @type {any} */ i) => i.Id),
-    /** Tags image `source` as repo:tag. @param {string} source @param {string} repo @param {string} tag */
-    tag: async (source, repo, tag) => {
-      const path = `/images/${encodeURIComponent(source)}/tag?repo=${encodeURIComponent(repo)}&tag=${encodeURIComponent(tag)}`;
-      const r = await call('POST', path);
-      if (r.status >= 300) throw new Error(`POST ${path}: ${r.status} ${r.body.trim()}`);
-    },
     /** @param {'containers' | 'networks' | 'volumes' | 'images'} kind @param {string} id */
     remove: async (kind, id) => {
       const path =

@@ -302,6 +302,18 @@ export class FedNanoEnvironment {
     return { content: await readFile(path), target: `${ID_DIR}/${target}`, mode: 0o444 };
   }
 
+  /** A service's start, whose failure (e.g. its wait strategy timing out) carries the end of its log. */
+  private async started(name: string, start: Promise<StartedTestContainer>): Promise<StartedTestContainer> {
+    try {
+      return await start;
+    } catch (e) {
+      await new Promise((r) => setTimeout(r, 200)); // the log consumer's last lines
+      throw new Error(
+        `${name} (${name === 'nats' ? this.images.nats : name === 'llm-host' ? this.images.llmHost : this.images.aggregator}) did not start: ${(e as Error).message}\nlast lines of ${this.logFile(name)}:\n${await this.logTail(name, 20)}`,
+      );
+    }
+  }
+
   private async startServices(): Promise<void> {
     const o = this.options;
     const log = o.log ?? (() => {});
@@ -341,7 +353,7 @@ export class FedNanoEnvironment {
         .withCopyContentToContainer([{ content: conf, target: '/etc/nats/nats.conf', mode: 0o444 }])
         .withCommand(['-c', '/etc/nats/nats.conf']);
     }
-    const natsStarted = nats.start();
+    const natsStarted = this.started('nats', nats.start());
 
     // The llm-host: needs nothing but the model; starts beside NATS.
     let llm = new GenericContainer(this.images.llmHost)
@@ -363,7 +375,7 @@ export class FedNanoEnvironment {
       llmArgs.push(...['--tls-cert', `${ID_DIR}/tls.crt`, '--tls-key', `${ID_DIR}/tls.key`]);
       llmArgs.push(...['--tls-client-ca', `${ID_DIR}/ca.crt`, '--federation', `${f.namespace}/${f.federation}`]);
     }
-    const llmStarted = llm.withCommand([...llmArgs, ...(o.llmHostArgs ?? [])]).start();
+    const llmStarted = this.started('llm-host', llm.withCommand([...llmArgs, ...(o.llmHostArgs ?? [])]).start());
 
     const [natsC, llmC] = (await settleAll([natsStarted, llmStarted], (c) => c.stop())) as [
       StartedTestContainer,
@@ -397,7 +409,7 @@ export class FedNanoEnvironment {
       agg = agg.withCopyContentToContainer([await this.identity(ids.aggregator.nats, 'nats.nk')]);
       aggArgs.push('--nats-creds', `${ID_DIR}/nats.nk`);
     }
-    this.containers.aggregator = await agg.withCommand(aggArgs).start();
+    this.containers.aggregator = await this.started('aggregator', agg.withCommand(aggArgs).start());
     this.opsUrls.aggregator = `http://${this.containers.aggregator.getHost()}:${this.containers.aggregator.getMappedPort(OPS_PORT)}`;
 
     const control = this.controlCredentials;

@@ -159,9 +159,10 @@ describe('reaper against the engine', { skip: skip ? `SKIPPED: ${skip}` : false,
   test('testcontainers starts the package reaper image (no pull) and it reaps a session whose process died', async () => {
     // A child process starts a container and a network through testcontainers and exits without stopping them.
     const script = `
+      // testcontainers first, as a user's suite may import it: it has read RYUK_CONTAINER_IMAGE (unset) already.
+      const { GenericContainer, Network, getReaper, getContainerRuntimeClient } = await import('testcontainers');
       const { prepareReaper } = await import('@fednano/testcontainers');
       const mode = await prepareReaper();
-      const { GenericContainer, Network, getReaper, getContainerRuntimeClient } = await import('testcontainers');
       const network = await new Network().start();
       const c = await new GenericContainer(${JSON.stringify(IMAGE)}).withEntrypoint(['sleep']).withCommand(['600'])
         .withNetwork(network).start();
@@ -171,7 +172,11 @@ describe('reaper against the engine', { skip: skip ? `SKIPPED: ${skip}` : false,
     const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
       cwd: fileURLToPath(new URL('..', import.meta.url)),
       // A short grace period keeps the test quick; a reaper another session left running is not reused.
-      env: { ...process.env, TESTCONTAINERS_RYUK_RECONNECTION_TIMEOUT: '1s', TESTCONTAINERS_RYUK_TEST_LABEL: 'true' },
+      env: {
+        ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'RYUK_CONTAINER_IMAGE')),
+        TESTCONTAINERS_RYUK_RECONNECTION_TIMEOUT: '1s',
+        TESTCONTAINERS_RYUK_TEST_LABEL: 'true',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';

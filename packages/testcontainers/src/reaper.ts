@@ -5,7 +5,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getContainerRuntimeClient, ImageName } from 'testcontainers';
-import { dockerApi } from '../reaper/ryuk.mjs';
 import { DEFAULT_REAPER_IMAGE } from './ryuk-env.js';
 
 /**
@@ -42,10 +41,13 @@ EXPOSE 8080
 ENTRYPOINT ["node", "/reaper/ryuk.mjs"]
 `;
 
-/** The reaper image testcontainers resolved when it loaded (RYUK_CONTAINER_IMAGE then, or testcontainers/ryuk). */
+type ReaperModule = { REAPER_IMAGE: string };
+const reaperModule = (): ReaperModule =>
+  createRequire(import.meta.url)('testcontainers/build/reaper/reaper.js') as ReaperModule;
+
+/** The reaper image testcontainers will start (RYUK_CONTAINER_IMAGE when it loaded, else testcontainers/ryuk). */
 export function testcontainersReaperImage(): string {
-  const require = createRequire(import.meta.url);
-  return (require('testcontainers/build/reaper/reaper.js') as { REAPER_IMAGE: string }).REAPER_IMAGE;
+  return reaperModule().REAPER_IMAGE;
 }
 
 /**
@@ -92,21 +94,21 @@ export function prepareReaper(o: ReaperOptions = {}): Promise<ReaperMode> {
     if (process.env.TESTCONTAINERS_RYUK_DISABLED === 'true') return 'disabled';
     const log = o.log ?? (() => {});
     const client = await getContainerRuntimeClient();
-    const wanted = testcontainersReaperImage();
-    if (await client.image.exists(ImageName.fromString(wanted))) return 'ready';
+    // testcontainers reads RYUK_CONTAINER_IMAGE once, when it loads; where it was imported before this package set
+    // it, its (writable, read-at-use) REAPER_IMAGE export is pointed at the image now chosen.
+    const mod = reaperModule();
+    const chosen = ImageName.fromString(process.env.RYUK_CONTAINER_IMAGE ?? DEFAULT_REAPER_IMAGE).string;
+    if (mod.REAPER_IMAGE !== chosen) {
+      log(`testcontainers was loaded with reaper image ${mod.REAPER_IMAGE}; using ${chosen}`);
+      mod.REAPER_IMAGE = chosen;
+    }
+    if (await client.image.exists(ImageName.fromString(chosen))) return 'ready';
+    // A reaper image the user named is theirs to provide (testcontainers pulls it); ours is built here.
+    if (chosen !== ImageName.fromString(DEFAULT_REAPER_IMAGE).string) return 'ready';
     try {
-      const ours = ImageName.fromString(DEFAULT_REAPER_IMAGE).string;
-      if (!(await client.image.exists(ImageName.fromString(ours)))) {
-        const t0 = Date.now();
-        await buildReaperImage(ours, o.nodeImage);
-        log(`built the reaper image ${ours} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-      }
-      if (wanted !== ours) {
-        // testcontainers was loaded before this package set RYUK_CONTAINER_IMAGE: give ours the name it expects.
-        const name = ImageName.fromString(wanted);
-        await dockerApi().tag(ours, `${name.registry ? `${name.registry}/` : ''}${name.image}`, name.tag);
-        log(`tagged ${ours} as ${wanted} (testcontainers was imported before @fednano/testcontainers)`);
-      }
+      const t0 = Date.now();
+      await buildReaperImage(chosen, o.nodeImage);
+      log(`built the reaper image ${chosen} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
       return 'ready';
     } catch (e) {
       if (!o.fallbackToDisabled) throw e;
