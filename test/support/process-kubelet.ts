@@ -134,7 +134,7 @@ export class ProcessKubelet {
     this.core = kc.makeApiClient(CoreV1Api);
     this.runtime =
       o.runtime === 'docker' ? new DockerRuntime(o.docker ?? {}, o.env) : new ProcessRuntime(o.images, o.env);
-    this.proxies = new ServiceProxies(() => this.backends(), o.runtime === 'docker' ? '0.0.0.0' : '127.0.0.1');
+    this.proxies = new ServiceProxies(() => this.backends());
   }
 
   async start(): Promise<void> {
@@ -291,6 +291,7 @@ export class ProcessKubelet {
       attempt: r.restarts,
     };
     const raw = (c.args ?? []).map((a) => expand(a, env));
+    await this.runtime.prepare?.(l, [...raw, ...Object.values(env)]);
     const args = raw.map((a, i) => this.runtime.rewrite(a, raw[i - 1] ?? '', l));
     l.args = this.o.rewriteArgs?.(r.pod, args) ?? args;
     for (const [k, v] of Object.entries(env)) l.env[k] = this.runtime.rewrite(v, k, l);
@@ -569,6 +570,7 @@ export class ProcessKubelet {
     this.nodes?.stop();
     await Promise.all([...this.running].map(([k, r]) => this.kill(k, r, 10)));
     this.proxies.close();
+    this.runtime.close?.();
     for (const i of [this.pods, this.services]) await i?.stop();
   }
 }

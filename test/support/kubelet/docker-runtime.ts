@@ -1,4 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
+import { connect, createServer, type Server } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { promisify } from 'node:util';
 import type { V1Pod } from '@kubernetes/client-node';
@@ -10,10 +11,14 @@ import type { ContainerExit, ContainerHandle, ContainerLaunch, ContainerRuntime 
  * (the ServiceAccount volume at /var/run/secrets/kubernetes.io/serviceaccount, with KUBERNETES_SERVICE_HOST/PORT
  * naming the API server as the container reaches it), the container securityContext applied (read-only root,
  * runAsUser/Group, dropped capabilities, no-new-privileges). Services and host loopback addresses in args and env
- * become the bridge gateway, where kube-proxy listens (0.0.0.0) — host services the pods use (NATS, the API server)
- * must listen there too.
+ * (`127.0.0.1:<port>`: NATS, the API server, kube-proxy's ports) become forwarders on the bridge gateway, so host
+ * services that listen on loopback only are reached from containers unchanged.
  */
 const exec = promisify(execFile);
+/** A host loopback address with its port: (prefix)(host)(port). */
+const LOOPBACK = /(^|\/\/|@|=)(127\.0\.0\.1|localhost):(\d+)/g;
+/** How containers name the API server (a name the apiserver's serving certificate carries). */
+const API_NAME = 'kubernetes.default.svc';
 
 export interface DockerRuntimeOptions {
   /** The docker CLI (default `docker`). */
@@ -27,6 +32,8 @@ export interface DockerRuntimeOptions {
 export class DockerRuntime implements ContainerRuntime {
   private readonly docker: string;
   private host?: string;
+  /** Host loopback port -> its forwarder on the gateway. */
+  private readonly forwards = new Map<number, { server: Server; port: number }>();
 
   constructor(
     private readonly o: DockerRuntimeOptions,
@@ -50,8 +57,10 @@ export class DockerRuntime implements ContainerRuntime {
       '--format',
       '{{range .IPAM.Config}}{{.Gateway}} {{.Subnet}}{{end}}',
     );
-    const [ip, subnet] = gateway.split(' ');
-    if (ip && /^\d+\.\d+\.\d+\.\d+$/.test(ip)) return (this.host = ip);
+    const fields = gateway.split(/\s+/);
+    const ip = fields.find((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f));
+    const subnet = fields.find((f) => f.includes('/'));
+    if (ip) return (this.host = ip);
     const bridge = await this.cli(
       'network',
       'inspect',
@@ -72,23 +81,62 @@ export class DockerRuntime implements ContainerRuntime {
     return `docker://${await this.cli('version', '--format', '{{.Server.Version}}')}`;
   }
 
+  /**
+   * Host loopback addresses (`127.0.0.1:<port>`, `localhost:<port>`: NATS, the API server, kube-proxy's Service
+   * ports) get a forwarder on the bridge gateway, so containers reach host services that listen on loopback only.
+   */
+  async prepare(l: ContainerLaunch, values: string[]): Promise<void> {
+    for (const v of values)
+      for (const m of l.resolveServices(v, '127.0.0.1').matchAll(LOOPBACK)) await this.forward(Number(m[3]));
+  }
+
+  private async forward(port: number): Promise<number> {
+    const have = this.forwards.get(port);
+    if (have) return have.port;
+    const server = createServer((socket) => {
+      const upstream = connect(port, '127.0.0.1');
+      socket.pipe(upstream).pipe(socket);
+      const close = () => {
+        socket.destroy();
+        upstream.destroy();
+      };
+      socket.on('error', close);
+      upstream.on('error', close);
+    });
+    const local = await new Promise<number>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, this.host, () => resolve((server.address() as { port: number }).port));
+    });
+    this.forwards.set(port, { server, port: local });
+    return local;
+  }
+
   rewrite(value: string, _key: string, l: ContainerLaunch): string {
-    const host = this.host!;
-    return l
-      .resolveServices(value, host)
-      .replace(/(^|\/\/|@)(127\.0\.0\.1|localhost)(?=:\d)/g, (_all, before) => `${before}${host}`);
+    return l.resolveServices(value, '127.0.0.1').replace(LOOPBACK, (all, before, _host, port) => {
+      const f = this.forwards.get(Number(port));
+      return f ? `${before}${this.host}:${f.port}` : all;
+    });
   }
 
   async extraEnv(l: ContainerLaunch): Promise<Record<string, string>> {
     const env: Record<string, string> = {};
     for (const [k, v] of Object.entries(this.baseEnv)) if (v !== undefined) env[k] = v;
     if (l.serviceAccountDir) {
+      // In-cluster config: the API server by a name its certificate carries (kubernetes.default.svc, resolved to
+      // the gateway with --add-host), at the gateway forwarder of its loopback port.
       const url = new URL(l.apiServer.server);
-      env.KUBERNETES_SERVICE_HOST = this.host!;
-      env.KUBERNETES_SERVICE_PORT = url.port || '443';
+      const port = Number(url.port || 443);
+      const local = ['127.0.0.1', 'localhost'].includes(url.hostname) ? await this.forward(port) : port;
+      env.KUBERNETES_SERVICE_HOST = ['127.0.0.1', 'localhost'].includes(url.hostname) ? API_NAME : url.hostname;
+      env.KUBERNETES_SERVICE_PORT = String(local);
       env.KUBERNETES_SERVICE_PORT_HTTPS = env.KUBERNETES_SERVICE_PORT;
     }
     return env;
+  }
+
+  close(): void {
+    for (const f of this.forwards.values()) f.server.close();
+    this.forwards.clear();
   }
 
   /** `docker run` flags for the launch (exported for the unit test). */
@@ -111,6 +159,8 @@ export class DockerRuntime implements ContainerRuntime {
       pod.name!.slice(0, 63),
       '--add-host',
       `host.docker.internal:${this.host}`,
+      '--add-host',
+      `${API_NAME}:${this.host}`,
     ];
     for (const [containerPort, hostPort] of l.ports) flags.push('--publish', `127.0.0.1:${hostPort}:${containerPort}`);
     for (const [path, m] of l.mounts) flags.push('--volume', `${m.host}:${path}${m.readOnly ? ':ro' : ''}`);

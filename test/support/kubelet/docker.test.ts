@@ -7,7 +7,6 @@ import { CoreV1Api, RbacAuthorizationV1Api, type V1Pod } from '@kubernetes/clien
 import { ControlPlane, controlPlaneProblem } from '../control-plane.js';
 import { imageRef } from '../images.js';
 import { ProcessKubelet } from '../process-kubelet.js';
-import { DockerRuntime } from './docker-runtime.js';
 
 /**
  * The kubelet's container mode on a real control plane: the project's images run through the Docker Engine as the
@@ -63,9 +62,9 @@ describe('kubelet container mode (Docker Engine) on a real control plane', {
   const ns = 'kubelet-docker';
 
   before(async () => {
-    const gateway = await new DockerRuntime({}).hostAddress();
-    // Containers reach the API server through the bridge gateway: it listens there and its certificate names it.
-    cp = await ControlPlane.start({ bindAddress: '0.0.0.0', extraIPs: [gateway] });
+    // The API server on loopback only, as for the process kubelet: containers reach it through the kubelet's
+    // forwarder on the bridge gateway, by the name its certificate carries (kubernetes.default.svc).
+    cp = await ControlPlane.start();
     core = cp.kubeConfig().makeApiClient(CoreV1Api);
     kubelet = new ProcessKubelet(cp.kubeConfig(), {
       nodes: [{ name: 'edge-a', labels: {} }],

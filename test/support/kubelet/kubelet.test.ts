@@ -328,9 +328,9 @@ describe('kubelet pieces', () => {
     }
   });
 
-  test('docker run flags: published ports, bind mounts, securityContext, image and args', () => {
-    const rt = new DockerRuntime({ hostAddress: '172.17.0.1' });
-    (rt as unknown as { host: string }).host = '172.17.0.1';
+  test('docker run flags: published ports, bind mounts, securityContext, image and args; loopback forwarders', async () => {
+    const rt = new DockerRuntime({ hostAddress: '127.0.0.1' });
+    await rt.hostAddress();
     const l = {
       pod: {
         metadata: { name: 'p', namespace: 'n', uid: 'abcdef0123' },
@@ -360,9 +360,13 @@ describe('kubelet pieces', () => {
     assert.match(s, /--cap-drop ALL/);
     assert.match(s, /--env A=b/);
     assert.deepEqual(args.slice(-3), ['fednano/operator:0.1.0', '--x', '1']);
-    assert.equal(
-      rt.rewrite('nats://127.0.0.1:4222', '', { ...l, resolveServices: (v: string) => v } as ContainerLaunch),
-      'nats://172.17.0.1:4222',
-    );
+    // A host service on loopback: reached through a forwarder on the gateway (here loopback itself).
+    const withServices = { ...l, resolveServices: (v: string) => v } as ContainerLaunch;
+    await rt.prepare(withServices, ['nats://127.0.0.1:4222']);
+    const rewritten = rt.rewrite('nats://127.0.0.1:4222', '', withServices);
+    assert.match(rewritten, /^nats:\/\/127\.0\.0\.1:\d+$/);
+    assert.notEqual(rewritten, 'nats://127.0.0.1:4222');
+    assert.equal(rt.rewrite('--x=localhost:9', '', withServices), '--x=localhost:9', 'not prepared: unchanged');
+    rt.close();
   });
 });

@@ -21,7 +21,7 @@ export class ServiceProxies {
 
   constructor(
     private readonly backends: () => Iterable<Backend>,
-    /** Where the proxies listen (127.0.0.1; 0.0.0.0 for containers on a bridge network). */
+    /** Where the proxies listen (containers reach them through the Docker runtime's gateway forwarders). */
     private readonly host = '127.0.0.1',
   ) {}
 

@@ -59,11 +59,15 @@ export interface ContainerRuntime {
    * N`, `*_PORT=N`) and mount paths where the runtime needs it. `key` is the previous argument or the env name.
    */
   rewrite(value: string, key: string, l: ContainerLaunch): string;
+  /** Called with the raw args and env values before `rewrite` (e.g. to open forwarders they need). */
+  prepare?(l: ContainerLaunch, values: string[]): Promise<void>;
   /** The env the runtime adds (KUBECONFIG, KUBERNETES_SERVICE_HOST, ...). */
   extraEnv(l: ContainerLaunch): Promise<Record<string, string>>;
   start(l: ContainerLaunch, onLine: (line: string) => void): Promise<ContainerHandle>;
   /** Removes what is left of the pod's containers (stopped Docker containers). */
   remove?(pod: V1Pod): Promise<void>;
+  /** Releases what the runtime holds (forwarders). */
+  close?(): void;
 }
 
 /** Image without registry-less tag: `fednano/llm-host:0.1.0` -> `fednano/llm-host`. */
