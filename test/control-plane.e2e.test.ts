@@ -16,6 +16,7 @@ import { connectNats, ensureStorage, readRound } from '@fednano/wire';
 import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
 import { ControlPlane, controlPlaneProblem } from './support/control-plane.js';
 import { edgeKubelet, waitFor } from './support/emulated-federation.js';
+import { buildAllImages, engineProblem } from './support/images.js';
 import type { ProcessKubelet } from './support/process-kubelet.js';
 import { scoreAdapters } from './support/round-accuracy.js';
 import { toolPath, toolsProblem, toolVersions } from './support/tools.js';
@@ -50,6 +51,18 @@ function whyNot(): string | undefined {
   return undefined;
 }
 const skip = whyNot();
+/**
+ * Pods run as containers from the project's images where a container engine is usable (the kubelet runs them
+ * through Docker), as local processes of the same entry points otherwise.
+ */
+const engine = skip ? 'not needed' : await engineProblem();
+const RUNTIME: 'docker' | 'process' = engine ? 'process' : 'docker';
+if (!skip)
+  process.stderr.write(
+    engine
+      ? `\n*** test/control-plane.e2e.test.ts runs Pods as processes: ${engine} ***\n\n`
+      : '\ntest/control-plane.e2e.test.ts runs Pods as containers from the images in docker/\n',
+  );
 if (skip)
   process.stderr.write(
     `\n*** SKIPPED test/control-plane.e2e.test.ts: ${skip}. This suite runs the chart, the operator and a round on a real kube-apiserver. ***\n\n`,
@@ -88,6 +101,7 @@ describe('real control plane: helm install, the operator, a round from examples/
 
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'fednano-control-plane-e2e-'));
+    if (RUNTIME === 'docker') await buildAllImages(); // tag 0.1.0: the chart's default
     cp = await ControlPlane.start();
     process.stderr.write(`control plane ${JSON.stringify(toolVersions())} at ${cp.server}\n`);
     nats = await NatsServer.start();
@@ -100,6 +114,7 @@ describe('real control plane: helm install, the operator, a round from examples/
     for (const [i, name] of Object.keys(ROSTER).entries())
       await writeShard(join(DATA_ROOT, name), plan.sets, plan.clients[i]!.questions);
     kubelet = edgeKubelet(cp.kubeConfig(), [], {
+      runtime: RUNTIME,
       images: {
         'fednano/operator': join(ROOT, 'operator/bin/operator.mjs'),
         'fednano/llm-host': SERVICE_ENTRIES.llmHost,
@@ -242,6 +257,10 @@ ${spec}`;
       assert.equal(p.spec?.nodeName, ROSTER[client], `${p.metadata?.name} on ${p.spec?.nodeName}`);
     }
     await kubectl('wait', '--for=condition=Succeeded', 'fr/vqa-round-1', `--timeout=${TIMEOUT_MS / 1000}s`);
+    // Where the engine is, the llm-host ran as a container of fednano/llm-host:0.1.0.
+    const [host] = await pods('default', 'app.kubernetes.io/name=fednano-llm-host');
+    const id = host?.status?.containerStatuses?.[0]?.containerID ?? '';
+    assert.match(id, RUNTIME === 'docker' ? /^docker:\/\/[0-9a-f]{64}$/ : /^process:\/\//);
     const round = (await custom.getNamespacedCustomObject({
       group: 'fednano.io',
       version: 'v1alpha1',
