@@ -303,6 +303,8 @@ export class ProcessKubelet {
     if (r.stopping || this.stopped) {
       // Deleted while it was starting: the kill already ran for the previous handle.
       handle.signal('SIGKILL');
+      await handle.exited;
+      await this.runtime.remove?.(r.pod).catch(() => {});
       return;
     }
     r.handle = handle;
