@@ -29,6 +29,7 @@ import {
   type ContainerRuntime,
   ProcessRuntime,
 } from './kubelet/runtime.js';
+import { KubeletServer } from './kubelet/server.js';
 import { PodVolumes } from './kubelet/volumes.js';
 
 /**
@@ -45,6 +46,8 @@ import { PodVolumes } from './kubelet/volumes.js';
  *   period, then the final delete with gracePeriodSeconds 0 and the pod's uid as precondition).
  * - A process pod that mounts a ServiceAccount token gets KUBECONFIG: the kubelet's API server, the cluster CA and
  *   the pod's own (renewed) token, so a `loadFromDefault()` client inside runs with that account's RBAC.
+ * - `kubectl logs` (kubelet/server.ts): the API server proxies pods/log to the kubelet's HTTPS server (it must
+ *   prefer the InternalIP: kube-apiserver --kubelet-preferred-address-types=InternalIP).
  * - kube-proxy (kubelet/proxy.ts): each Service port gets a stable local port forwarding to a Ready backend, and
  *   `<service>.<namespace>.svc[.cluster.local]:<port>` in a container's args and env resolves to it.
  * The kubelet uses the KubeConfig it is given (an admin, system:masters client: it reads Secrets and ConfigMaps of
@@ -93,6 +96,9 @@ interface PodRecord {
   terminating: boolean;
   probes: NodeJS.Timeout[];
   lastLines: string[];
+  /** The container's output (the last 5000 lines) and `kubectl logs -f` readers. */
+  log: string[];
+  followers: Set<(line: string | undefined) => void>;
   backoffMs: number;
   /** Status reports of this pod, one after the other. */
   reports: Promise<void>;
@@ -116,6 +122,7 @@ export class ProcessKubelet {
   private readonly core: CoreV1Api;
   private readonly runtime: ContainerRuntime;
   private nodes?: NodeAgent;
+  private server?: KubeletServer;
   private readonly proxies: ServiceProxies;
   private pods!: Informer<V1Pod> & ObjectCache<V1Pod>;
   private services!: Informer<V1Service> & ObjectCache<V1Service>;
@@ -138,9 +145,21 @@ export class ProcessKubelet {
   }
 
   async start(): Promise<void> {
+    this.server = await KubeletServer.start((namespace, pod, container) => {
+      const r = this.running.get(`${namespace}/${pod}`);
+      if (!r || r.pod.spec?.containers[0]?.name !== container) return undefined;
+      return {
+        lines: r.log,
+        follow: (f) => {
+          r.followers.add(f);
+          return () => r.followers.delete(f);
+        },
+      };
+    });
     this.nodes = new NodeAgent(this.kc, this.o.nodes, {
       runtimeVersion: await this.runtime.version(),
       address: ADDRESS,
+      kubeletPort: this.server.port,
     });
     await this.nodes.start();
     this.pods = makeInformer(this.kc, '/api/v1/pods', () => this.core.listPodForAllNamespaces() as never);
@@ -239,6 +258,8 @@ export class ProcessKubelet {
       terminating: false,
       probes: [],
       lastLines: [],
+      log: [],
+      followers: new Set(),
       backoffMs: 500,
       reports: Promise.resolve(),
     };
@@ -298,6 +319,9 @@ export class ProcessKubelet {
     Object.assign(l.env, await this.runtime.extraEnv(l));
     const handle = await this.runtime.start(l, (line) => {
       r.lastLines = [...r.lastLines, line].slice(-20);
+      r.log.push(line);
+      if (r.log.length > 5000) r.log.splice(0, r.log.length - 5000);
+      for (const f of r.followers) f(line);
       this.o.onLog?.(r.pod.metadata!.name!, line);
     });
     if (r.stopping || this.stopped) {
@@ -330,6 +354,8 @@ export class ProcessKubelet {
     startedAt: Date,
   ): Promise<void> {
     if (r.handle !== handle) return;
+    for (const f of r.followers) f(undefined);
+    r.followers.clear();
     for (const t of r.probes) clearInterval(t);
     r.probes = [];
     r.ready = false;
@@ -573,6 +599,7 @@ export class ProcessKubelet {
     await Promise.all([...this.running].map(([k, r]) => this.kill(k, r, 10)));
     this.proxies.close();
     this.runtime.close?.();
+    this.server?.close();
     for (const i of [this.pods, this.services]) await i?.stop();
   }
 }

@@ -169,6 +169,11 @@ function scenario(name: string, open: () => Promise<{ kc: KubeConfig; real: bool
       assert.ok(c.state?.running?.startedAt);
       assert.ok(logs.includes('app env POD_NAME=app FROM_CM=v-cm FROM_SECRET=v-sec'), logs.join('\n'));
       assert.ok(logs.includes('app file v-cm'), logs.join('\n'));
+      if (real) {
+        // kubectl logs: the API server proxies pods/log to the kubelet's server.
+        const log = await core.readNamespacedPodLog({ namespace: ns, name: 'app', tailLines: 5 });
+        assert.match(log, /^env POD_NAME=app FROM_CM=v-cm FROM_SECRET=v-sec$/m);
+      }
 
       assert.ok(kubelet.signalPod(ns, 'app', 'SIGKILL'));
       const restarted = await until('the restart', read, (p) => {
@@ -282,7 +287,8 @@ if (problem) {
   describe('process kubelet on a real control plane', { skip: `SKIPPED: ${problem}` }, () => {});
 } else {
   scenario('process kubelet on a real control plane', async () => {
-    const cp = await ControlPlane.start();
+    // The kubelet's server (kubectl logs) is reached at the InternalIP: the Hostname address (the node name) does not resolve.
+    const cp = await ControlPlane.start({ apiServerFlags: ['--kubelet-preferred-address-types=InternalIP'] });
     return { kc: cp.kubeConfig(), real: true, close: () => cp.stop() };
   });
 }

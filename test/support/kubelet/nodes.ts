@@ -33,6 +33,8 @@ export interface NodeAgentOptions {
   runtimeVersion: string;
   /** The address pods and nodes are reached at (status.addresses InternalIP). */
   address: string;
+  /** The port of the kubelet's HTTPS server (status.daemonEndpoints), for `kubectl logs`. */
+  kubeletPort?: number;
   /** Lease renewal period (the real kubelet: 10 s; leaseDurationSeconds is 4x). */
   renewSeconds?: number;
   /** Status heartbeat period (the real kubelet reports at least every 5 min without changes; shorter here). */
@@ -196,7 +198,11 @@ export class NodeAgent {
 
   private async reportStatus(n: NodeSpec): Promise<void> {
     if (this.stopped) return;
-    const status = this.status(n);
+    // The patch body is sent as it is: DaemonEndpoint's JSON key is `Port`.
+    const status = {
+      ...this.status(n),
+      ...(this.o.kubeletPort ? { daemonEndpoints: { kubeletEndpoint: { Port: this.o.kubeletPort } } } : {}),
+    };
     try {
       await this.core.patchNodeStatus({ name: n.name, body: { status } }, merge);
     } catch (e) {
