@@ -335,6 +335,8 @@ export class FedNanoEnvironment {
 
     // NATS with JetStream; secured: the federation's account with its NKey users (the operator's accounts Secret).
     let nats = new GenericContainer(this.images.nats)
+      .withDroppedCapabilities('ALL')
+      .withSecurityOpt('no-new-privileges')
       .withNetwork(this.network)
       .withNetworkAliases('nats')
       .withLabels(this.labels('nats'))
@@ -357,6 +359,8 @@ export class FedNanoEnvironment {
 
     // The llm-host: needs nothing but the model; starts beside NATS.
     let llm = new GenericContainer(this.images.llmHost)
+      .withDroppedCapabilities('ALL')
+      .withSecurityOpt('no-new-privileges')
       .withNetwork(this.network)
       .withNetworkAliases('llm-host')
       .withLabels(this.labels('llm-host'))
@@ -391,6 +395,8 @@ export class FedNanoEnvironment {
     // The aggregator, which writes round 0 (the initial adapter) to the Object Store.
     const s = this.p.config.spec;
     let agg = new GenericContainer(this.images.aggregator)
+      .withDroppedCapabilities('ALL')
+      .withSecurityOpt('no-new-privileges')
       .withNetwork(this.network)
       .withNetworkAliases('aggregator')
       .withLabels(this.labels('aggregator'))
@@ -468,6 +474,8 @@ export class FedNanoEnvironment {
       ...['--llm-host', `llm-host:${LLM_GRPC_PORT}`, '--model', '/model', '--data', '/data'],
     ];
     let c = new GenericContainer(this.images.clientAgent)
+      .withDroppedCapabilities('ALL')
+      .withSecurityOpt('no-new-privileges')
       .withNetwork(this.network!)
       .withLabels(this.labels('client-agent', { 'io.fednano.client': client, 'io.fednano.round': String(round) }))
       .withBindMounts([
