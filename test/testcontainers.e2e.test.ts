@@ -140,6 +140,7 @@ describe('@fednano/testcontainers: rounds in containers', {
 
     test('a round whose client-agents all fail is reported at once, with their exit codes and logs', async () => {
       assert.ok(fed, 'the round above started the environment');
+      await assert.rejects(fed.runRound({ clients: ['nobody'] }), /no data for nobody: not in the config's roster/);
       const t0 = Date.now();
       const failed = await fed.runRound({ clients: ['client-1'], clientAgentArgs: ['--label-noise', '2'] }).then(
         () => undefined,

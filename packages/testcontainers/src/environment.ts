@@ -538,6 +538,11 @@ export class FedNanoEnvironment {
       seeds: Object.fromEntries(selected.map((c) => [c.id, clientSeed(sim.seed, round, index(c.id))])),
       updateEncoding: s.updateEncoding ?? 'float32',
     };
+    const missing = spec.participants.filter((id) => !this.shards.has(id));
+    if (missing.length > 0)
+      throw new Error(
+        `no data for ${missing.join(', ')}: not in the config's roster (clients: ${[...this.shards.keys()].join(', ')})`,
+      );
     const { kv } = await ensureStorage(this.nc!);
     const t0 = Date.now();
     await openRound(kv, spec);
