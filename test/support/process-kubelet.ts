@@ -20,6 +20,7 @@ import {
 import { DockerRuntime, type DockerRuntimeOptions } from './kubelet/docker-runtime.js';
 import { containerEnv, expand } from './kubelet/env.js';
 import { isNotFound } from './kubelet/errors.js';
+import { PodEvents } from './kubelet/events.js';
 import { NodeAgent, type NodeSpec } from './kubelet/nodes.js';
 import { ConditionClock, type PodView, podStatus } from './kubelet/pod-status.js';
 import { type Backend, ServiceProxies } from './kubelet/proxy.js';
@@ -121,6 +122,7 @@ export function lastMessage(lines: string[]): string {
 export class ProcessKubelet {
   private readonly core: CoreV1Api;
   private readonly runtime: ContainerRuntime;
+  private readonly events: PodEvents;
   private nodes?: NodeAgent;
   private server?: KubeletServer;
   private readonly proxies: ServiceProxies;
@@ -139,6 +141,7 @@ export class ProcessKubelet {
     private readonly o: ProcessKubeletOptions,
   ) {
     this.core = kc.makeApiClient(CoreV1Api);
+    this.events = new PodEvents(this.core);
     this.runtime =
       o.runtime === 'docker' ? new DockerRuntime(o.docker ?? {}, o.env) : new ProcessRuntime(o.images, o.env);
     this.proxies = new ServiceProxies(() => this.backends());
@@ -275,6 +278,8 @@ export class ProcessKubelet {
   private async prepare(r: PodRecord): Promise<void> {
     const c = r.pod.spec!.containers[0]!;
     const waiting = (reason: string, message: string) => {
+      if (r.state.waiting?.message !== message)
+        this.events.emit(r.pod, reason === 'ContainerCreating' ? 'FailedMount' : 'Failed', message, c.name);
       r.state = { waiting: { reason, message } };
       this.report(r);
     };
@@ -337,11 +342,15 @@ export class ProcessKubelet {
       // Never started (an image the runtime cannot run): the pod waits, as on an image pull error.
       const exit = await handle.exited;
       r.state = { waiting: { reason: exit.reason?.split(':')[0] ?? 'StartError', message: exit.reason } };
+      this.events.emit(r.pod, 'Failed', exit.reason ?? 'the container did not start', c.name);
       this.report(r);
       return;
     }
     r.phase = 'Running';
     r.state = { running: { startedAt } };
+    this.events.emit(r.pod, 'Pulled', `Container image "${c.image}" already present on machine`, c.name);
+    this.events.emit(r.pod, 'Created', `Created container: ${c.name}`, c.name);
+    this.events.emit(r.pod, 'Started', `Started container ${c.name}`, c.name);
     this.report(r);
     this.probe(r, handle);
     void handle.exited.then((exit) => this.exited(r, handle, exit, startedAt));
@@ -382,6 +391,8 @@ export class ProcessKubelet {
       r.state = {
         waiting: { reason: 'CrashLoopBackOff', message: `back-off ${wait / 1000}s restarting failed container` },
       };
+      const name = r.pod.spec!.containers[0]!.name;
+      this.events.emit(r.pod, 'BackOff', `Back-off restarting failed container ${name}`, name);
       this.report(r);
       setTimeout(() => void this.launch(r), wait);
       return;
@@ -432,7 +443,9 @@ export class ProcessKubelet {
             busy = true;
             const ok = await check(c.readinessProbe!).catch(() => false);
             busy = false;
-            if (current()) setReady(ok);
+            if (!current()) return;
+            if (!ok && r.ready) this.events.emit(r.pod, 'Unhealthy', 'Readiness probe failed', c.name);
+            setReady(ok);
           }, 300),
         );
       }
@@ -446,6 +459,7 @@ export class ProcessKubelet {
               failures = (await check(live).catch(() => false)) ? 0 : failures + 1;
               if (failures >= (live.failureThreshold ?? 3) && current()) {
                 this.o.onLog?.(r.pod.metadata!.name!, 'kubelet: liveness probe failed, restarting the container');
+                this.events.emit(r.pod, 'Unhealthy', 'Liveness probe failed; the container will be restarted', c.name);
                 handle.signal('SIGKILL');
               }
             },
@@ -469,6 +483,7 @@ export class ProcessKubelet {
       } else if (++failures >= (startup.failureThreshold ?? 3) * Math.max(1, (startup.periodSeconds ?? 10) / 0.3)) {
         clearInterval(t);
         this.o.onLog?.(r.pod.metadata!.name!, 'kubelet: startup probe failed, restarting the container');
+        this.events.emit(r.pod, 'Unhealthy', 'Startup probe failed; the container will be restarted', c.name);
         handle.signal('SIGKILL');
       }
     }, 300);
@@ -553,6 +568,8 @@ export class ProcessKubelet {
     const h = r.handle;
     if (h) {
       h.signal('SIGCONT'); // a paused process must be able to act on SIGTERM
+      if (r.pod.metadata?.deletionTimestamp && !this.stopped)
+        this.events.emit(r.pod, 'Killing', `Stopping container ${r.pod.spec!.containers[0]!.name}`);
       h.signal('SIGTERM');
       const timer = setTimeout(() => h.signal('SIGKILL'), graceSeconds * 1000);
       await h.exited;

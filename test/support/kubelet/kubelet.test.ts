@@ -105,7 +105,11 @@ function scenario(name: string, open: () => Promise<{ kc: KubeConfig; real: bool
         gpu.status?.addresses?.map((a) => a.type),
         ['InternalIP', 'Hostname'],
       );
-      const edge = await core.readNode({ name: 'edge-a' });
+      const edge = await until(
+        'edge-a without not-ready taints',
+        () => core.readNode({ name: 'edge-a' }),
+        (n) => !n.spec?.taints?.some((t) => t.key.startsWith('node.kubernetes.io/')),
+      );
       assert.equal(edge.metadata?.labels?.zone, 'a');
       assert.equal(edge.spec?.taints, undefined);
       const lease = await kc
@@ -193,6 +197,17 @@ function scenario(name: string, open: () => Promise<{ kc: KubeConfig; real: bool
         (gone) => gone,
       );
       assert.ok(logs.includes('app got SIGTERM'), logs.join('\n'));
+      // The kubelet's Events, for kubectl describe.
+      const events = await until(
+        'the pod Events',
+        async () =>
+          (await core.listNamespacedEvent({ namespace: ns })).items.filter((e) => e.involvedObject.name === 'app'),
+        (e) => e.some((x) => x.reason === 'Killing'),
+      );
+      const reasons = new Set(events.map((e) => e.reason));
+      for (const r of ['Pulled', 'Created', 'Started', 'BackOff', 'Killing'])
+        assert.ok(reasons.has(r), `${r} in ${[...reasons]}`);
+      assert.equal(events.find((e) => e.reason === 'Started')?.source?.host, 'edge-a');
     });
 
     test('a run-to-completion pod (restartPolicy Never) ends Succeeded with its exit in the container status', async () => {
