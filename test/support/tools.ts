@@ -10,7 +10,14 @@ import { join } from 'node:path';
 export const TOOLS_DIR =
   process.env.FEDNANO_TOOLS_DIR ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'fednano/tools');
 
-export type Tool = 'etcd' | 'kube-apiserver' | 'kube-controller-manager' | 'kube-scheduler' | 'kubectl' | 'kubelet' | 'helm';
+export type Tool =
+  | 'etcd'
+  | 'kube-apiserver'
+  | 'kube-controller-manager'
+  | 'kube-scheduler'
+  | 'kubectl'
+  | 'kubelet'
+  | 'helm';
 
 export const toolPath = (tool: Tool): string => join(TOOLS_DIR, 'bin', tool);
 
