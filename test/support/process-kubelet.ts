@@ -8,6 +8,7 @@ import {
   CoreV1Api,
   type Informer,
   type KubeConfig,
+  ListWatch,
   makeInformer,
   type ObjectCache,
   PatchStrategy,
@@ -16,11 +17,13 @@ import {
   type V1Pod,
   type V1Probe,
   type V1Service,
+  Watch,
 } from '@kubernetes/client-node';
 import { DockerRuntime, type DockerRuntimeOptions } from './kubelet/docker-runtime.js';
 import { containerEnv, expand } from './kubelet/env.js';
 import { isNotFound } from './kubelet/errors.js';
 import { PodEvents } from './kubelet/events.js';
+import { nodeKubeConfig } from './kubelet/identity.js';
 import { NodeAgent, type NodeSpec } from './kubelet/nodes.js';
 import { ConditionClock, type PodView, podStatus } from './kubelet/pod-status.js';
 import { type Backend, ServiceProxies } from './kubelet/proxy.js';
@@ -51,8 +54,8 @@ import { PodVolumes } from './kubelet/volumes.js';
  *   prefer the InternalIP: kube-apiserver --kubelet-preferred-address-types=InternalIP).
  * - kube-proxy (kubelet/proxy.ts): each Service port gets a stable local port forwarding to a Ready backend, and
  *   `<service>.<namespace>.svc[.cluster.local]:<port>` in a container's args and env resolves to it.
- * The kubelet uses the KubeConfig it is given (an admin, system:masters client: it reads Secrets and ConfigMaps of
- * any namespace and writes any Node), not a `system:node:<name>` identity.
+ * Identity: by default the KubeConfig it is given (the suites pass an admin, system:masters client); with
+ * `identity: 'node'` each node's own `system:node:<name>` certificate from the CSR API (kubelet/identity.ts).
  */
 export interface ProcessKubeletOptions {
   nodes: NodeSpec[];
@@ -70,6 +73,13 @@ export interface ProcessKubeletOptions {
   /** How containers run (default 'process'). */
   runtime?: 'process' | 'docker';
   docker?: DockerRuntimeOptions;
+  /**
+   * Who the kubelet is to the API server: 'kubeconfig' (default) uses the KubeConfig it is given for everything (the
+   * suites pass an admin one); 'node' bootstraps a `system:node:<name>` client certificate per node through the
+   * CSR API (the given KubeConfig approves it; kube-controller-manager signs it) and acts as each node with it, so
+   * the Node authorizer and NodeRestriction apply as to a real kubelet.
+   */
+  identity?: 'kubeconfig' | 'node';
 }
 
 export type { NodeSpec } from './kubelet/nodes.js';
@@ -123,10 +133,12 @@ export class ProcessKubelet {
   private readonly core: CoreV1Api;
   private readonly runtime: ContainerRuntime;
   private readonly events: PodEvents;
-  private nodes?: NodeAgent;
+  private readonly nodes: NodeAgent[] = [];
+  /** Each node's own client (option identity: 'node'). */
+  private readonly clients = new Map<string, { kc: KubeConfig; core: CoreV1Api }>();
   private server?: KubeletServer;
   private readonly proxies: ServiceProxies;
-  private pods!: Informer<V1Pod> & ObjectCache<V1Pod>;
+  private pods: (Informer<V1Pod> & ObjectCache<V1Pod>)[] = [];
   private services!: Informer<V1Service> & ObjectCache<V1Service>;
   private readonly running = new Map<string, PodRecord>();
   /** Pods whose final delete is under way (by uid). */
@@ -141,7 +153,7 @@ export class ProcessKubelet {
     private readonly o: ProcessKubeletOptions,
   ) {
     this.core = kc.makeApiClient(CoreV1Api);
-    this.events = new PodEvents(this.core);
+    this.events = new PodEvents((pod) => this.coreOf(pod));
     this.runtime =
       o.runtime === 'docker' ? new DockerRuntime(o.docker ?? {}, o.env) : new ProcessRuntime(o.images, o.env);
     this.proxies = new ServiceProxies(() => this.backends());
@@ -159,15 +171,37 @@ export class ProcessKubelet {
         },
       };
     });
-    this.nodes = new NodeAgent(this.kc, this.o.nodes, {
-      runtimeVersion: await this.runtime.version(),
-      address: ADDRESS,
-      kubeletPort: this.server.port,
-    });
-    await this.nodes.start();
-    this.pods = makeInformer(this.kc, '/api/v1/pods', () => this.core.listPodForAllNamespaces() as never);
-    this.services = makeInformer(this.kc, '/api/v1/services', () => this.core.listServiceForAllNamespaces() as never);
-    for (const i of [this.pods, this.services] as Informer<V1Pod>[]) {
+    if (this.o.identity === 'node')
+      for (const n of this.o.nodes) {
+        const kc = await nodeKubeConfig(this.kc, n.name);
+        this.clients.set(n.name, { kc, core: kc.makeApiClient(CoreV1Api) });
+      }
+    const runtimeVersion = await this.runtime.version();
+    for (const n of this.o.nodes) {
+      const agent = new NodeAgent(this.clients.get(n.name)?.kc ?? this.kc, [n], {
+        runtimeVersion,
+        address: ADDRESS,
+        kubeletPort: this.server.port,
+      });
+      this.nodes.push(agent);
+      await agent.start();
+    }
+    // A node may list and watch only its own pods (spec.nodeName field selector) but every Service.
+    if (this.clients.size === 0)
+      this.pods = [makeInformer(this.kc, '/api/v1/pods', () => this.core.listPodForAllNamespaces() as never)];
+    else
+      this.pods = [...this.clients].map(([node, c]) => {
+        const fieldSelector = `spec.nodeName=${node}`;
+        const list = () => c.core.listPodForAllNamespaces({ fieldSelector }) as never;
+        return new ListWatch<V1Pod>('/api/v1/pods', new Watch(c.kc), list, false, undefined, fieldSelector);
+      });
+    const watcher = this.clients.values().next().value ?? { kc: this.kc, core: this.core };
+    this.services = makeInformer(
+      watcher.kc,
+      '/api/v1/services',
+      () => watcher.core.listServiceForAllNamespaces() as never,
+    );
+    for (const i of [...this.pods, this.services] as Informer<V1Pod>[]) {
       for (const verb of ['add', 'update', 'delete'] as const) i.on(verb, () => this.kick());
       i.on('error', () => setTimeout(() => !this.stopped && i.start().catch(() => {}), 500));
       await i.start();
@@ -218,7 +252,7 @@ export class ProcessKubelet {
   private async syncPods(): Promise<void> {
     const mine = new Set(this.o.nodes.map((n) => n.name));
     const present = new Set<string>();
-    for (const p of this.pods.list()) {
+    for (const p of this.pods.flatMap((i) => i.list())) {
       if (!p.spec?.nodeName || !mine.has(p.spec.nodeName)) continue;
       const k = key(p);
       let r = this.running.get(k);
@@ -247,7 +281,7 @@ export class ProcessKubelet {
     const r: PodRecord = {
       pod: p,
       dir,
-      volumes: new PodVolumes(this.core, p, dir),
+      volumes: new PodVolumes(this.coreOf(p), p, dir),
       clock: new ConditionClock(),
       ports: new Map(),
       portNames: new Map(),
@@ -288,7 +322,7 @@ export class ProcessKubelet {
       waiting('ContainerCreating', problem);
       return;
     }
-    const env = await containerEnv(this.core, r.pod, c).catch((e: Error) => ({ waiting: e.message }));
+    const env = await containerEnv(this.coreOf(r.pod), r.pod, c).catch((e: Error) => ({ waiting: e.message }));
     if ('waiting' in env) {
       waiting('CreateContainerConfigError', env.waiting);
       return;
@@ -521,7 +555,10 @@ export class ProcessKubelet {
       if (r.terminating && r.phase !== 'Succeeded' && r.phase !== 'Failed') return;
       for (let attempt = 0; attempt < 5 && !this.stopped; attempt++) {
         try {
-          await this.core.patchNamespacedPodStatus({ name: name!, namespace: namespace!, body: { status } }, merge);
+          await this.coreOf(r.pod).patchNamespacedPodStatus(
+            { name: name!, namespace: namespace!, body: { status } },
+            merge,
+          );
           return;
         } catch (e) {
           if (isNotFound(e)) return;
@@ -544,7 +581,7 @@ export class ProcessKubelet {
     try {
       const grace = p.metadata?.deletionGracePeriodSeconds ?? p.spec?.terminationGracePeriodSeconds ?? 30;
       if (r) await this.kill(k, r, grace);
-      await this.core
+      await this.coreOf(p)
         .deleteNamespacedPod({
           name: p.metadata!.name!,
           namespace: p.metadata!.namespace!,
@@ -580,6 +617,11 @@ export class ProcessKubelet {
     await rm(r.dir, { recursive: true, force: true });
   }
 
+  /** The client of the pod's node: its own identity, or the kubelet's KubeConfig. */
+  private coreOf(pod: V1Pod): CoreV1Api {
+    return this.clients.get(pod.spec?.nodeName ?? '')?.core ?? this.core;
+  }
+
   private apiServer(): { server: string; ca?: string } {
     const cluster = this.kc.getCurrentCluster();
     let ca: string | undefined;
@@ -606,17 +648,17 @@ export class ProcessKubelet {
 
   /** The last error of a node heartbeat or lease renewal (undefined while they succeed). */
   get nodeError(): string | undefined {
-    return this.nodes?.lastError;
+    return this.nodes.map((n) => n.lastError).find(Boolean);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
-    this.nodes?.stop();
+    for (const n of this.nodes) n.stop();
     await Promise.all([...this.running].map(([k, r]) => this.kill(k, r, 10)));
     this.proxies.close();
     this.runtime.close?.();
     this.server?.close();
-    for (const i of [this.pods, this.services]) await i?.stop();
+    for (const i of [...this.pods, this.services]) await i?.stop();
   }
 }

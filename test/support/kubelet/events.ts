@@ -19,12 +19,13 @@ const WARNINGS = new Set<EventReason>(['BackOff', 'Unhealthy', 'Failed', 'Failed
 export class PodEvents {
   private seq = 0;
 
-  constructor(private readonly core: CoreV1Api) {}
+  /** `core`: the client of the pod's node. */
+  constructor(private readonly core: (pod: V1Pod) => CoreV1Api) {}
 
   emit(pod: V1Pod, reason: EventReason, message: string, container?: string): void {
     const m = pod.metadata!;
     const now = new Date();
-    void this.core
+    void this.core(pod)
       .createNamespacedEvent({
         namespace: m.namespace!,
         body: {

@@ -10,10 +10,11 @@ import {
 } from '@kubernetes/client-node';
 import { ControlPlane, controlPlaneProblem } from '../control-plane.js';
 import { startKubeApi } from '../kube-api/index.js';
-import { ProcessKubelet } from '../process-kubelet.js';
+import { ProcessKubelet, type ProcessKubeletOptions } from '../process-kubelet.js';
 import { DockerRuntime } from './docker-runtime.js';
 import { expand } from './env.js';
 import { podField } from './fields.js';
+import { nodeKubeConfig } from './identity.js';
 import { nodeStatus } from './nodes.js';
 import type { ContainerLaunch } from './runtime.js';
 import { mapOwnPort } from './runtime.js';
@@ -41,7 +42,11 @@ async function until<T>(what: string, get: () => Promise<T>, ok: (v: T) => boole
   throw new Error(`timed out waiting for ${what}: ${JSON.stringify(last)?.slice(0, 1500)} ${error.slice(0, 300)}`);
 }
 
-function scenario(name: string, open: () => Promise<{ kc: KubeConfig; real: boolean; close: () => Promise<void> }>) {
+function scenario(
+  name: string,
+  open: () => Promise<{ kc: KubeConfig; real: boolean; close: () => Promise<void> }>,
+  extra: Partial<ProcessKubeletOptions> = {},
+) {
   describe(name, { timeout: 180_000 }, () => {
     let kc: KubeConfig;
     let real = false;
@@ -66,6 +71,7 @@ function scenario(name: string, open: () => Promise<{ kc: KubeConfig; real: bool
         ],
         images: { 'test/app': APP },
         onLog: (pod, line) => logs.push(`${pod} ${line}`),
+        ...extra,
       });
       await kubelet.start();
       await core.createNamespace({ body: { metadata: { name: ns } } });
@@ -306,6 +312,26 @@ if (problem) {
     const cp = await ControlPlane.start({ apiServerFlags: ['--kubelet-preferred-address-types=InternalIP'] });
     return { kc: cp.kubeConfig(), real: true, close: () => cp.stop() };
   });
+  scenario(
+    'process kubelet on a real control plane as system:node:<name> (Node authorizer, NodeRestriction)',
+    async () => {
+      const cp = await ControlPlane.start({ apiServerFlags: ['--kubelet-preferred-address-types=InternalIP'] });
+      const kc = cp.kubeConfig();
+      // The identity the kubelet bootstraps is a node's: it may not read a Secret none of its pods uses.
+      const core = kc.makeApiClient(CoreV1Api);
+      await core.createNamespacedSecret({
+        namespace: 'default',
+        body: { metadata: { name: 'unrelated' }, stringData: { a: 'b' } },
+      });
+      const node = (await nodeKubeConfig(kc, 'probe-node')).makeApiClient(CoreV1Api);
+      await assert.rejects(
+        node.readNamespacedSecret({ namespace: 'default', name: 'unrelated' }),
+        (e: { code?: number }) => e.code === 403,
+      );
+      return { kc, real: true, close: () => cp.stop() };
+    },
+    { identity: 'node' },
+  );
 }
 
 describe('kubelet pieces', () => {
