@@ -13,6 +13,8 @@ import {
   CoreV1Api,
   CustomObjectsApi,
   KubeConfig,
+  type KubernetesObject,
+  makeInformer,
   PatchStrategy,
   setHeaderOptions,
   V1MicroTime,
@@ -519,6 +521,71 @@ describe('the emulated API server answers as the real kube-apiserver', { skip },
     assert.deepEqual(a, b, 'kubectl apply of an invalid round');
     const wait = (s: Side) => s.kubectl('wait', '--for=condition=Succeeded', 'fr/r3', '--timeout=2s');
     assert.deepEqual(await wait(emu), await wait(real), 'kubectl wait on a round without the condition');
+    for (const s of [emu, real])
+      await s.custom.patchNamespacedCustomObjectStatus(
+        {
+          ...G,
+          plural: 'federationrounds',
+          name: 'r3',
+          body: {
+            status: {
+              conditions: [
+                {
+                  type: 'Succeeded',
+                  status: 'True',
+                  reason: 'Quorum',
+                  message: 'done',
+                  lastTransitionTime: new Date(),
+                },
+              ],
+            },
+          },
+        },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      );
+    assert.deepEqual(await wait(emu), await wait(real), 'kubectl wait once the condition is True');
+  });
+
+  test('informers (client-node makeInformer, as the operator runs them): the same add/update/delete sequence', async () => {
+    const run = async (s: Side) => {
+      const seen: string[] = [];
+      const path = `/apis/fednano.io/v1alpha1/namespaces/${NS}/federationrounds`;
+      const informer = makeInformer<KubernetesObject & { spec?: { round?: number } }>(
+        s.kc,
+        path,
+        () =>
+          s.custom.listNamespacedCustomObject({ ...G, plural: 'federationrounds', labelSelector: 'inf=1' }) as never,
+        'inf=1',
+      );
+      for (const ev of ['add', 'update', 'delete'] as const)
+        informer.on(ev, (o) => seen.push(`${ev} ${o.metadata?.name} ${o.spec?.round}`));
+      await createFr(s, roundObj('inf-a', {}, { labels: { inf: '1' } }));
+      await informer.start();
+      await createFr(s, roundObj('inf-b', {}, { labels: { inf: '1' } }));
+      await s.custom.patchNamespacedCustomObject(
+        { ...G, plural: 'federationrounds', name: 'inf-a', body: { spec: { round: 4 } } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      );
+      await s.custom.deleteNamespacedCustomObject({ ...G, plural: 'federationrounds', name: 'inf-b' });
+      await eventually(
+        `${s.name}: informer events`,
+        async () => seen.length,
+        (n) => n >= 4,
+        10_000,
+      ).catch(() => 0);
+      await sleep(300);
+      await informer.stop();
+      return {
+        seen,
+        cached: informer
+          .list()
+          .map((o) => o.metadata?.name)
+          .sort(),
+      };
+    };
+    const [a, b] = [await run(emu), await run(real)];
+    assert.ok(a.seen.length >= 4, JSON.stringify(a));
+    assert.deepEqual(a, b);
   });
 
   test('finalizers and deletionTimestamp', async () => {
