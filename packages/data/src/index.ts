@@ -1,9 +1,14 @@
 export * from './corpus.js';
 export * from './domains.js';
+export * from './image-files.js';
 export * from './images.js';
 export * from './partition.js';
 export { dirichlet, gammaSample, rng, shuffle } from './random.js';
 export * from './shard.js';
+export * from './shard-import/build.js';
+export { readImageFolder } from './shard-import/image-folder.js';
+export { readLlava } from './shard-import/llava.js';
+export * from './shard-import/source.js';
 export { decodeIcon, EMOJI_CLASSES } from './sources/emoji.js';
 export { FASHION_CLASSES, parseIdx } from './sources/fashion-mnist.js';
 export { DIGIT_WORDS } from './sources/mnist-digits.js';

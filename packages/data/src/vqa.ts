@@ -110,7 +110,16 @@ export interface VqaExample {
   type: string;
   question: string;
   answer: string;
+  /**
+   * The closed answer set of a per-shard custom question type (one a data owner brought, see docs/data.md);
+   * absent for the built-in types, whose answers are in QUESTION_TYPES.
+   */
+  answers?: readonly string[];
 }
+
+/** The candidates a question is scored against: its custom type's answers, else its built-in type's. */
+export const answerSet = (e: Pick<VqaExample, 'type' | 'answers'>): readonly string[] =>
+  e.answers ?? questionType(e.type).answers;
 
 /** Every question type of the domain asked about every given image. */
 export function vqaExamples(

@@ -1,4 +1,4 @@
-import { type ImageSet, questionType, type VqaExample } from '@fednano/data';
+import { answerSet, type ImageSet, type VqaExample } from '@fednano/data';
 import type { Tensor } from '@fednano/onnx-graph';
 import type { ModelConfig } from './config.js';
 import { concatTokens, type ReferenceModel } from './runtime.js';
@@ -38,7 +38,7 @@ export async function evaluateVqa(
   const cfg: ModelConfig = model.config;
   const tok = model.tokenizer;
   const batch = options.batch ?? 64;
-  const stats = new Map<string, { examples: number; correct: number }>();
+  const stats = new Map<string, { examples: number; correct: number; candidates: number }>();
   const vocab = cfg.vocabSize;
   for (let start = 0; start < examples.length; start += batch) {
     const chunk = examples.slice(start, start + batch);
@@ -55,25 +55,25 @@ export async function evaluateVqa(
     const { logits } = await model.llm(concatTokens(cfg, image, text), int64Batch(seqs.map((s) => s.targets)));
     const data = logits.data as Float32Array;
     chunk.forEach((e, b) => {
-      const q = questionType(e.type);
+      const answers = answerSet(e);
       const row = (b * cfg.contextLength + seqs[b]!.answerPosition) * vocab;
       let best = '';
       let bestLogit = Number.NEGATIVE_INFINITY;
-      for (const a of q.answers) {
+      for (const a of answers) {
         const logit = data[row + tok.requireId(a)]!;
         if (logit > bestLogit) [best, bestLogit] = [a, logit];
       }
-      const s = stats.get(e.type) ?? { examples: 0, correct: 0 };
+      const s = stats.get(e.type) ?? { examples: 0, correct: 0, candidates: answers.length };
       s.examples++;
       if (best === e.answer) s.correct++;
       stats.set(e.type, s);
     });
   }
-  const perType = [...stats].map(([type, s]) => ({
+  const perType = [...stats].map(([type, { candidates, ...s }]) => ({
     type,
     ...s,
     accuracy: s.correct / s.examples,
-    chance: 1 / questionType(type).answers.length,
+    chance: 1 / candidates,
   }));
   const correct = perType.reduce((n, t) => n + t.correct, 0);
   return { examples: examples.length, accuracy: examples.length ? correct / examples.length : 0, perType };

@@ -1,5 +1,5 @@
 import type { Example } from '@fednano/core';
-import { type ImageSet, questionType, type VqaExample } from '@fednano/data';
+import { answerSet, type ImageSet, type VqaExample } from '@fednano/data';
 import { imageTokenCount, int64Batch, pixelBatch, type ReferenceModel, vqaSequence } from '@fednano/model';
 
 /**
@@ -46,7 +46,7 @@ export class NanoEdgeCache {
         targets: BigInt64Array.from(s.targets, BigInt),
         answerPosition: s.answerPosition,
         answerId: tok.requireId(q.answer),
-        candidates: questionType(q.type).answers.map((a) => tok.requireId(a)),
+        candidates: answerSet(q).map((a) => tok.requireId(a)),
         type: q.type,
       };
     });

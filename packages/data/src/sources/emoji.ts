@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { PNG } from 'pngjs';
+import { toModelRgb } from '../image-files.js';
 import { IMAGE_SIZE, type ImageSet, MissingDataError } from '../images.js';
 
 /**
@@ -44,26 +45,7 @@ function packageDir(): string {
 /** Decodes a 64x64 RGBA PNG, blends it on white and box-filters it to 28x28 RGB bytes (planar). */
 export function decodeIcon(png: Uint8Array): Uint8Array {
   const img = PNG.sync.read(Buffer.from(png));
-  const { width, height, data } = img;
-  const out = new Uint8Array(3 * IMAGE_SIZE * IMAGE_SIZE);
-  for (let y = 0; y < IMAGE_SIZE; y++) {
-    const y0 = Math.floor((y * height) / IMAGE_SIZE);
-    const y1 = Math.max(y0 + 1, Math.floor(((y + 1) * height) / IMAGE_SIZE));
-    for (let x = 0; x < IMAGE_SIZE; x++) {
-      const x0 = Math.floor((x * width) / IMAGE_SIZE);
-      const x1 = Math.max(x0 + 1, Math.floor(((x + 1) * width) / IMAGE_SIZE));
-      const sum = [0, 0, 0];
-      for (let sy = y0; sy < y1; sy++)
-        for (let sx = x0; sx < x1; sx++) {
-          const p = 4 * (sy * width + sx);
-          const alpha = data[p + 3]! / 255;
-          for (let c = 0; c < 3; c++) sum[c]! += data[p + c]! * alpha + 255 * (1 - alpha);
-        }
-      const n = (y1 - y0) * (x1 - x0);
-      for (let c = 0; c < 3; c++) out[c * IMAGE_SIZE * IMAGE_SIZE + y * IMAGE_SIZE + x] = Math.round(sum[c]! / n);
-    }
-  }
-  return out;
+  return toModelRgb({ width: img.width, height: img.height, data: img.data });
 }
 
 /**
