@@ -4,6 +4,7 @@ import { evaluate } from './commands/eval.js';
 import { footprintCommand } from './commands/footprint.js';
 import { pretrainCommand } from './commands/pretrain.js';
 import { runCommand } from './commands/run.js';
+import { shardCommand } from './commands/shard.js';
 import { simulateCommand } from './commands/simulate.js';
 import { verify } from './commands/verify.js';
 import { Output, UsageError } from './output.js';
@@ -30,6 +31,7 @@ export const COMMANDS: Record<string, Command> = {
   eval: evaluate,
   footprint: footprintCommand,
   'data-stats': dataStats,
+  shard: shardCommand,
   verify,
 };
 
