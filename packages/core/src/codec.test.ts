@@ -166,6 +166,35 @@ describe('update codec', () => {
     });
   });
 
+  test("heterogeneous ranks: a declared rank up to the federation's is accepted with its shapes, others refused", () => {
+    const dModel = d;
+    const low = initAdapters(d, { rank: 1, alpha: 4 }, 3);
+    const lowFisher = new Map([...low].map(([k, v]) => [k, v.map((x) => x * x)]));
+    const lowShapes = adapterShapes(d, 1);
+    const lowUpdate = { ...update, weights: low, fisher: lowFisher, rank: 1 };
+    const ranked: Expectation = { ...expect, rank: { dModel, max: cfg.rank } };
+    const got = decodeUpdate(encodeUpdate(lowUpdate, { shapes: lowShapes }), ranked);
+    assert.equal(got.rank, 1);
+    assert.deepEqual(got.weights, low);
+    // No declaration: the federation's rank and shapes.
+    assert.equal(decodeUpdate(encodeUpdate(update, { shapes }), ranked).rank, cfg.rank);
+    const big = initAdapters(d, { rank: 3, alpha: 4 }, 4);
+    rejects(
+      encodeUpdate({ ...update, weights: big, fisher: undefined, rank: 3 }, { shapes: adapterShapes(d, 3) }),
+      'rank',
+      /adapter rank 3 exceeds the federation's rank 2/,
+      { ...ranked, requireFisher: false },
+    );
+    rejects(encodeUpdate(lowUpdate, { shapes: lowShapes }), 'rank', /this client's rank is 2/, {
+      ...ranked,
+      rank: { dModel, max: 2, expected: 2 },
+    });
+    // Shapes that do not match the declared rank.
+    rejects(encodeUpdate({ ...update, rank: 1 }, { shapes }), 'tensors', /has shape \[8,2\], expected \[8,1\]/, ranked);
+    // A round without per-client ranks refuses a declaration.
+    rejects(encodeUpdate(lowUpdate, { shapes: lowShapes }), 'rank', /has no per-client ranks/);
+  });
+
   test('fuzz: 100,000 random and mutated messages are rejected with a reason or decode to a valid update', () => {
     const random = rng(2024);
     const budget = { cases: 100_000, accepted: 0, byReason: new Map<string, number>() };

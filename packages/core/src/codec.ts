@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
-import type { AdapterWeights } from './adapters.js';
+import { type AdapterWeights, adapterShapes } from './adapters.js';
 import { fromBfloat16, fromFloat16, toBfloat16, toFloat16 } from './float16.js';
 
 /**
@@ -36,7 +36,8 @@ export type RejectReason =
   | 'dtype'
   | 'size'
   | 'non-finite'
-  | 'fisher';
+  | 'fisher'
+  | 'rank';
 
 export class UpdateRejected extends Error {
   override name = 'UpdateRejected';
@@ -67,6 +68,8 @@ export interface AdapterUpdate {
   weights: AdapterWeights;
   fisher?: AdapterWeights;
   metrics?: UpdateMetrics;
+  /** The rank the client trained (heterogeneous federations); absent: the federation's rank. */
+  rank?: number;
 }
 
 /** sha256 over the tensors in name order (name, shape, float32 bytes): identifies a global adapter. */
@@ -130,6 +133,7 @@ export function encodeUpdate(u: AdapterUpdate, options: EncodeOptions): Uint8Arr
       tensors: tensors(u.weights, dtype),
       fisher: u.fisher ? tensors(u.fisher, options.fisherDtype ?? dtype) : [],
       metrics: u.metrics,
+      adapterRank: u.rank ?? 0,
     }),
   ).finish();
   const envelope = Envelope.encode(
@@ -154,6 +158,11 @@ export interface Expectation {
   clientId?: string;
   maxBytes?: number;
   maxSamples?: number;
+  /**
+   * Heterogeneous ranks: the update declares its rank, which must be 1..max (and `expected`, the rank the roster
+   * gives this client, when set); its tensors must then have the shapes of that rank instead of `shapes`.
+   */
+  rank?: { dModel: number; max: number; expected?: number };
 }
 
 const num = (v: unknown): number =>
@@ -262,11 +271,13 @@ export function decodeUpdate(bytes: Uint8Array, e: Expectation): AdapterUpdate {
   const samples = num(u.sampleCount);
   if (!(samples >= 1 && samples <= (e.maxSamples ?? 1e9)))
     throw new UpdateRejected('samples', `sample count ${samples} is outside 1..${e.maxSamples ?? 1e9}`);
-  const weights = decodeTensors((u.tensors as WireTensor[]) ?? [], e, 'tensors');
+  const rank = declaredRank(num(u.adapterRank), e);
+  const shaped: Expectation = rank === undefined ? e : { ...e, shapes: adapterShapes(e.rank!.dModel, rank) };
+  const weights = decodeTensors((u.tensors as WireTensor[]) ?? [], shaped, 'tensors');
   const fisherList = (u.fisher as WireTensor[]) ?? [];
   if (e.requireFisher && fisherList.length === 0)
     throw new UpdateRejected('fisher', 'this round merges by Fisher and the update has no Fisher diagonal');
-  const fisher = fisherList.length ? decodeTensors(fisherList, e, 'fisher') : undefined;
+  const fisher = fisherList.length ? decodeTensors(fisherList, shaped, 'fisher') : undefined;
   const m = u.metrics as Record<string, unknown> | undefined;
   const metrics = m
     ? {
@@ -287,5 +298,21 @@ export function decodeUpdate(bytes: Uint8Array, e: Expectation): AdapterUpdate {
     weights,
     fisher,
     metrics,
+    ...(rank === undefined ? {} : { rank }),
   };
+}
+
+/** The rank an update declares (0: the federation's), checked against what this round accepts. */
+function declaredRank(declared: number, e: Expectation): number | undefined {
+  if (!e.rank) {
+    if (declared !== 0)
+      throw new UpdateRejected('rank', `update declares adapter rank ${declared}; this round has no per-client ranks`);
+    return undefined;
+  }
+  const rank = declared === 0 ? e.rank.max : declared;
+  if (rank > e.rank.max)
+    throw new UpdateRejected('rank', `adapter rank ${rank} exceeds the federation's rank ${e.rank.max}`);
+  if (e.rank.expected !== undefined && rank !== e.rank.expected)
+    throw new UpdateRejected('rank', `update has adapter rank ${rank}, this client's rank is ${e.rank.expected}`);
+  return rank;
 }
