@@ -53,8 +53,9 @@ ENV NODE_ENV=production \
     NODE_OPTIONS=--conditions=fednano-dist
 COPY --from=build /app /app
 COPY LICENSE /app/LICENSE
-# The model's manifest gives d_model for the initial adapter the aggregator writes as round 0 (--model).
-COPY models/reference/manifest.json models/reference/manifest.json
+# The model (--model): its manifest gives d_model for the initial adapter (round 0), and with --evaluation-data the
+# aggregator scores each new global adapter on the held-out set with the frozen model in its own process.
+COPY models/reference/ models/reference/
 USER 65532:65532
 EXPOSE 9090
 ENTRYPOINT ["node", "services/aggregator/bin/aggregator.mjs"]

@@ -36,6 +36,8 @@ const OPERATOR_SA = `system:serviceaccount:${NAMESPACE}:fednano`;
 /** examples/federation.yaml's roster: client name -> its edge node; the data sits in /var/lib/fednano/<client>. */
 const ROSTER = { 'hospital-a': 'edge-a', 'hospital-b': 'edge-b', 'clinic-c': 'edge-c' } as const;
 const DATA_ROOT = '/var/lib/fednano';
+/** examples/federation.yaml's spec.evaluation: the held-out shard (the fixture's test split). */
+const HELD_OUT = join(DATA_ROOT, 'held-out');
 const TIMEOUT_MS = Number(process.env.E2E_TIMEOUT_MS ?? 600_000);
 
 function whyNot(): string | undefined {
@@ -113,6 +115,7 @@ describe('real control plane: helm install, the operator, a round from examples/
     const plan = await planFederation(config, folder.manifest.recipe.seed);
     for (const [i, name] of Object.keys(ROSTER).entries())
       await writeShard(join(DATA_ROOT, name), plan.sets, plan.clients[i]!.questions);
+    await writeShard(HELD_OUT, plan.sets, plan.test);
     kubelet = edgeKubelet(cp.kubeConfig(), [], {
       runtime: RUNTIME,
       images: {
@@ -151,6 +154,7 @@ describe('real control plane: helm install, the operator, a round from examples/
     await nats?.stop();
     await cp?.stop();
     for (const name of Object.keys(ROSTER)) await rm(join(DATA_ROOT, name), { recursive: true, force: true });
+    await rm(HELD_OUT, { recursive: true, force: true });
     if (work) await rm(work, { recursive: true, force: true });
   });
 
@@ -267,25 +271,52 @@ ${spec}`;
       namespace: 'default',
       plural: 'federationrounds',
       name: 'vqa-round-1',
-    })) as { status: { received: number; outputAdapter: { object: string; sha256: string } } };
+    })) as {
+      status: {
+        received: number;
+        outputAdapter: { object: string; sha256: string };
+        metrics: { accuracy?: number; evaluatedExamples?: number };
+        conditions: { type: string; reason?: string; message?: string }[];
+      };
+    };
     assert.ok(round.status.received >= 2);
-    // The adapter it produced, scored on the fixture's held-out questions, beside the round-0 adapter it started from.
+    // The aggregator scored the adapter it produced on the held-out shard (spec.evaluation), as the round-0 adapter
+    // it started from; the same scores this test computes itself for those adapters on the fixture's test split.
     const nc = await connectNats({ servers: nats.url, name: 'e2e' });
     const { kv } = await ensureStorage(nc);
     const zero = await readRound(kv, { namespace: 'default', federation: 'vqa' }, 0);
     await nc.drain();
-    const [before, afterRound] = await scoreAdapters(nats.url, { rank: 16, alpha: 32 }, [
+    const [before, own] = await scoreAdapters(nats.url, { rank: 16, alpha: 32 }, [
       zero!.doc.status.result!,
       round.status.outputAdapter,
     ]);
-    process.stderr.write(
-      `round 1 on the real control plane: accuracy ${(100 * before!.accuracy).toFixed(1)}% -> ${(100 * afterRound!.accuracy).toFixed(1)}% on ${afterRound!.examples} held-out questions\n`,
+    const evaluated = round.status.conditions.find((c) => c.type === 'Evaluated');
+    assert.equal(evaluated?.reason, 'Evaluated', JSON.stringify(evaluated));
+    const accuracy = round.status.metrics.accuracy!;
+    assert.equal(accuracy, own!.accuracy);
+    assert.equal(round.status.metrics.evaluatedExamples, own!.examples);
+    assert.equal(
+      zero!.doc.status.evaluation?.accuracy,
+      before!.accuracy,
+      "round 0's record scores the initial adapter",
     );
-    assert.ok(afterRound!.accuracy > 0 && afterRound!.accuracy <= 1);
+    process.stderr.write(
+      `round 1 on the real control plane: accuracy ${(100 * before!.accuracy).toFixed(1)}% -> ${(100 * accuracy).toFixed(1)}% on ${own!.examples} held-out questions\n`,
+    );
 
     const table = await kubectl('get', 'fed,fr');
     assert.match(table, /federation\.fednano\.io\/vqa/);
     assert.match(table, /federationround\.fednano\.io\/vqa-round-1\s+vqa\s+1\s+Succeeded/);
+    // ACCURACY beside LOSS in kubectl get fr, and the Federation's current accuracy in kubectl get fed.
+    assert.match(table, /LOSS\s+ACCURACY/);
+    const cell = String(accuracy).replace('.', '\\.');
+    assert.match(table, new RegExp(`vqa-round-1\\s+vqa\\s+1\\s+Succeeded\\s+\\d+\\s+\\d+\\s+\\S+\\s+${cell}\\s`));
+    const fedRow = new RegExp(`\\s${cell}\\s`);
+    await until(
+      'kubectl get fed to show the accuracy',
+      () => kubectl('get', 'fed', 'vqa'),
+      (t) => fedRow.test(t),
+    );
     const describe = await kubectl('describe', 'fr', 'vqa-round-1');
     assert.match(describe, /RoundSucceeded/);
   });

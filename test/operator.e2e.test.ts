@@ -13,6 +13,7 @@ import { edgeKubelet, federationManifest, waitFor, writeFixtureShards } from './
 import { FaultProxy } from './support/fault-proxy.js';
 import { type KubeApi, startKubeApi } from './support/kube-api/index.js';
 import type { ProcessKubelet } from './support/process-kubelet.js';
+import { scoreAdapters } from './support/round-accuracy.js';
 
 /**
  * The operator end to end on an emulated cluster: a Kubernetes API server emulated over real HTTP (driven by the
@@ -101,7 +102,13 @@ const round = async (name: string) =>
       expected?: number;
       clients?: { name: string; state: string; restarts?: number }[];
       outputAdapter?: { object: string; sha256: string };
-      conditions?: { type: string; status: string }[];
+      metrics?: {
+        loss?: number;
+        accuracy?: number;
+        accuracyByType?: Record<string, number>;
+        evaluatedExamples?: number;
+      };
+      conditions?: { type: string; status: string; reason?: string }[];
     };
   };
 
@@ -158,6 +165,7 @@ before(async () => {
       namespace: 'default',
       clients: CLIENTS,
       dataDir: join(work, 'data'),
+      evaluation: true,
       strategy: '{ name: fisher }',
       training: '{ localSteps: 6, batchSize: 8, learningRate: 0.003, optimizer: adamw, fisherSamples: 16 }',
       participation: '{ clientsPerRound: 3, minClients: 2 }',
@@ -191,10 +199,24 @@ spec: { federationRef: { name: e2e }, round: 1, deadlineSeconds: 300 }
     ['Counted', 'Counted', 'Counted'],
   );
   assert.match(r.status!.outputAdapter!.object, /^default\/e2e\/round-1$/);
+  // The aggregator scored the round's adapter on the Federation's held-out shard (spec.evaluation), and it is the
+  // score this test computes itself for that adapter on the fixture's test split.
+  const m = r.status!.metrics!;
+  const [own] = await scoreAdapters(nats.url, { rank: 8, alpha: 16 }, [r.status!.outputAdapter!]);
+  assert.equal(m.accuracy, own!.accuracy);
+  assert.equal(m.evaluatedExamples, own!.examples);
+  assert.ok(Object.keys(m.accuracyByType ?? {}).length > 0, 'per question type');
+  assert.equal(r.status!.conditions!.find((c) => c.type === 'Evaluated')?.reason, 'Evaluated');
+  process.stderr.write(`round 1 on the emulated cluster: accuracy ${m.accuracy} on ${m.evaluatedExamples} questions\n`);
   if (hasKubectl) {
     const table = await kubectl('get', 'fr');
-    assert.match(table, /NAME\s+FEDERATION\s+ROUND\s+PHASE\s+READY\s+EXPECTED/);
-    assert.match(table, /e2e-round-1\s+e2e\s+1\s+Succeeded\s+3\s+3/);
+    assert.match(table, /NAME\s+FEDERATION\s+ROUND\s+PHASE\s+READY\s+EXPECTED\s+LOSS\s+ACCURACY/);
+    assert.match(
+      table,
+      new RegExp(
+        `e2e-round-1\\s+e2e\\s+1\\s+Succeeded\\s+3\\s+3\\s+\\S+\\s+${String(m.accuracy).replace('.', '\\.')}\\s`,
+      ),
+    );
     const describe = await kubectl('describe', 'fr', 'e2e-round-1');
     assert.match(describe, /RoundOpened/);
     assert.match(describe, /RoundSucceeded/);

@@ -91,6 +91,9 @@ before(async () => {
     /fednano_aggregator_updates_by_reference_total 3/,
     'updates larger than max_payload go by reference',
   );
+  // The aggregator scored the initial adapter (round 0) and round 1's on the held-out set run wrote.
+  assert.match(metrics, /fednano_aggregator_evaluations_total\{outcome="ok"\} 2/);
+  assert.match(metrics, /fednano_aggregator_global_adapter_accuracy_ratio 0\.\d+/);
 });
 
 test('one round over real NATS and gRPC: three updates accepted, accuracy equals simulate', async () => {
@@ -103,7 +106,14 @@ test('one round over real NATS and gRPC: three updates accepted, accuracy equals
   assert.equal(doc.status.accepted.length, 3);
   assert.equal(new Set(doc.status.accepted.map((a) => a.client)).size, 3);
   assert.equal(doc.status.duplicates, 0);
+  // What run prints is the aggregator's evaluation of the round's adapter, recorded with the round.
+  assert.equal(doc.status.evaluation?.sha256, doc.status.result?.sha256);
+  assert.equal(clean.result.rounds[1]!.accuracy, doc.status.evaluation?.accuracy);
+  assert.deepEqual(clean.result.rounds[1]!.perType, doc.status.evaluation?.perType);
   const sim = await simulate(await config(1));
+  // The same initial adapter scored by the same evaluation on the same questions: equal, not just close.
+  assert.equal(clean.result.rounds[0]!.accuracy, sim.rounds[0]!.accuracy);
+  assert.equal(clean.result.testQuestions, sim.testQuestions);
   assert.ok(Math.abs(clean.result.final.accuracy - sim.final.accuracy) <= ACCURACY_TOLERANCE);
   assert.ok(Math.abs(clean.result.rounds[1]!.trainLoss - sim.rounds[1]!.trainLoss) < 1e-3);
 });

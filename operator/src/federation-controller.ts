@@ -161,6 +161,10 @@ export async function reconcileFederation(
   const lastSucceeded = succeeded.at(-1);
   status.currentRound = last?.spec.round ?? 0;
   if (lastSucceeded?.status?.outputAdapter) status.globalAdapter = lastSucceeded.status.outputAdapter.object;
+  // The current global adapter's held-out accuracy (the aggregator's score of the last round that succeeded).
+  const accuracy = lastSucceeded?.status?.metrics?.accuracy;
+  if (accuracy === undefined) delete status.lastAccuracy;
+  else status.lastAccuracy = accuracy;
   const target = f.spec.rounds;
   if (!ready) status.phase = 'Pending';
   else if (last?.status?.phase === 'Failed') status.phase = 'Failed';

@@ -42,6 +42,7 @@ const fed: Federation = {
     },
     aggregator: { image: 'i', resources: {} },
     clients: [{ name: 'c0', nodeSelector: { edge: 'c0' }, dataVolume: { hostPath: { path: '/d' } }, image: 'i' }],
+    evaluation: { dataVolume: { persistentVolumeClaim: { claimName: 'held-out' } } },
     adapter: { rank: 8, alpha: 16 },
     strategy: { name: 'fisher' },
     training: {
@@ -99,7 +100,13 @@ const round: FederationRound = {
     startTime: '2026-01-01T00:00:00Z',
     completionTime: '2026-01-01T00:01:00Z',
     outputAdapter: { object: 'o', sha256: 's' },
-    metrics: { loss: 1, accuracy: 0.5, uploadBytes: 10 },
+    metrics: {
+      loss: 1,
+      accuracy: 0.5,
+      accuracyByType: { 'fashion-category': 0.75 },
+      evaluatedExamples: 40,
+      uploadBytes: 10,
+    },
     clients: [{ name: 'c0', state: 'Counted', restarts: 0, message: 'ok' }],
     conditions: [{ type: 'Succeeded', status: 'True', reason: 'Aggregated' }],
   },

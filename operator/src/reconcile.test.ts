@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import type { RoundStatus } from '@fednano/wire';
 import type { V1Pod } from '@kubernetes/client-node';
 import { getCondition } from './conditions.js';
 import { autopilotRoundName, reconcileFederation } from './federation-controller.js';
@@ -120,6 +121,40 @@ describe('Federation reconcile', () => {
     assert.equal(kube.rounds(NS).length, 2);
     assert.equal(f.status?.phase, 'Completed');
     assert.equal(f.status?.globalAdapter, 'x/round-2');
+  });
+
+  test('spec.evaluation: the aggregator mounts the held-out volume read-only and scores rounds on it', async () => {
+    const { kube, deps } = world();
+    const heldOut = { persistentVolumeClaim: { claimName: 'vqa-held-out' } };
+    kube.put(federation({ evaluation: { dataVolume: heldOut } }));
+    await reconcileFederation(deps, NS, 'vqa');
+    await reconcileFederation(deps, NS, 'vqa');
+    const pod = kube.deployment(NS, aggregatorName(federation()))!.spec!.template.spec!;
+    const c = pod.containers[0]!;
+    assert.deepEqual(pod.volumes, [{ name: 'evaluation', ...heldOut }]);
+    assert.deepEqual(c.volumeMounts, [{ name: 'evaluation', mountPath: '/evaluation', readOnly: true }]);
+    const at = c.args!.indexOf('--evaluation-data');
+    assert.equal(c.args![at + 1], '/evaluation');
+    assert.equal(c.args![c.args!.indexOf('--model') + 1], 'models/reference', 'scored with the federation model');
+    // Removing it from the spec takes the flag and the volume away again.
+    kube.federation(NS, 'vqa')!.spec.evaluation = undefined;
+    await reconcileFederation(deps, NS, 'vqa');
+    const plain = kube.deployment(NS, aggregatorName(federation()))!.spec!.template.spec!;
+    assert.ok(!plain.containers[0]!.args!.includes('--evaluation-data'));
+    assert.equal(plain.volumes, undefined);
+  });
+
+  test('lastAccuracy is the accuracy of the last round that succeeded, absent when it was not scored', async () => {
+    const { kube, deps } = world();
+    kube.put(federation());
+    await reconcileFederation(deps, NS, 'vqa');
+    const scored = { ...round('r1', 1), status: { phase: 'Succeeded' as const, metrics: { loss: 1, accuracy: 0.62 } } };
+    kube.put(scored);
+    await reconcileFederation(deps, NS, 'vqa');
+    assert.equal(kube.federation(NS, 'vqa')!.status?.lastAccuracy, 0.62);
+    kube.put({ ...round('r2', 2), status: { phase: 'Succeeded', metrics: { loss: 0.9 } } });
+    await reconcileFederation(deps, NS, 'vqa');
+    assert.equal(kube.federation(NS, 'vqa')!.status?.lastAccuracy, undefined, 'no stale accuracy of round 1');
   });
 
   test('an llm-host that keeps crashing (e.g. a wrong model path) is named in the Ready condition', async () => {
@@ -306,6 +341,59 @@ describe('FederationRound reconcile', () => {
     assert.equal(getCondition(s.conditions, 'Succeeded')?.status, 'True');
     assert.deepEqual(s.metrics, { loss: 1.5, uploadBytes: 1000 });
     assert.ok(!pods(w.kube).includes('r1-c0-0'), 'the still-running pod is deleted');
+  });
+
+  /** A round the aggregator has just aggregated, with what it recorded about its evaluation. */
+  async function aggregated(w: Awaited<ReturnType<typeof ready>>, evaluation: Partial<RoundStatus>) {
+    await reconcileRound(w.deps, NS, 'r1');
+    const doc = w.store.doc(ref, 1);
+    doc.status.accepted.push({ client: 'c0', seq: 4, samples: 10, loss: 1.25, bytes: 900 });
+    doc.status.state = 'Aggregated';
+    doc.status.result = { object: `${NS}/vqa/round-1`, sha256: 'e'.repeat(64) };
+    doc.status.metrics = { meanTrainLoss: 1.25, meanUpdateBytes: 900 };
+    Object.assign(doc.status, evaluation);
+    await reconcileRound(w.deps, NS, 'r1');
+    return w.kube.round(NS, 'r1')!.status!;
+  }
+
+  test("the aggregator's evaluation: accuracy (overall and per type) beside the loss, and an Evaluated condition", async () => {
+    const w = await ready();
+    const perType = { 'fashion-category': 0.5, 'digit-parity': 0.875 };
+    const s = await aggregated(w, {
+      evaluation: { examples: 48, accuracy: 0.6875, loss: 0.9, perType, sha256: 'e'.repeat(64) },
+    });
+    assert.equal(s.phase, 'Succeeded');
+    assert.deepEqual(s.metrics, {
+      loss: 1.25,
+      uploadBytes: 900,
+      accuracy: 0.6875,
+      accuracyByType: perType,
+      evaluatedExamples: 48,
+    });
+    const evaluated = getCondition(s.conditions, 'Evaluated')!;
+    assert.deepEqual([evaluated.status, evaluated.reason], ['True', 'Evaluated']);
+    assert.match(evaluated.message!, /accuracy 68\.8% on 48 held-out questions/);
+  });
+
+  test('a held-out set the aggregator could not read: the round still Succeeds, without accuracy, and says why', async () => {
+    const w = await ready();
+    const why = "cannot read the client's data at /evaluation/shard.json: ENOENT";
+    const s = await aggregated(w, { evaluationError: why });
+    assert.equal(s.phase, 'Succeeded');
+    assert.equal(getCondition(s.conditions, 'Succeeded')?.status, 'True');
+    assert.equal(s.metrics?.accuracy, undefined);
+    assert.equal(s.outputAdapter?.sha256, 'e'.repeat(64), 'the adapter is kept');
+    const evaluated = getCondition(s.conditions, 'Evaluated')!;
+    assert.deepEqual([evaluated.status, evaluated.reason, evaluated.message], ['False', 'EvaluationFailed', why]);
+    assert.ok(w.recorder.events.some((e) => e.reason === 'EvaluationFailed' && e.type === 'Warning'));
+  });
+
+  test('no spec.evaluation: the Evaluated condition says how to get an accuracy', async () => {
+    const w = await ready();
+    const s = await aggregated(w, {});
+    const evaluated = getCondition(s.conditions, 'Evaluated')!;
+    assert.deepEqual([evaluated.status, evaluated.reason], ['False', 'NoEvaluationSet']);
+    assert.match(evaluated.message!, /spec\.evaluation\.dataVolume/);
   });
 
   test('deleting a round removes its NATS record through the finalizer', async () => {

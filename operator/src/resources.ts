@@ -38,6 +38,8 @@ const identityVolume = (secretName: string) => ({
 const identityMount = { name: 'identity', mountPath: IDENTITY_DIR, readOnly: true };
 
 export const LLM_HOST_GRPC_PORT = 50051;
+/** Where the aggregator finds the held-out shard of spec.evaluation. */
+export const EVALUATION_DIR = '/evaluation';
 export const OPS_PORT = 9090;
 /** Annotation holding a hash of the desired spec: an object is updated only when it changes. */
 export const SPEC_HASH = 'fednano.io/spec-hash';
@@ -180,6 +182,15 @@ export function aggregatorDeployment(f: Federation, s: OperatorSettings): V1Depl
   const a = f.spec.aggregator ?? {};
   const l = labels(f, 'aggregator');
   const nats = s.security?.natsAccounts !== undefined;
+  const evaluation = f.spec.evaluation;
+  const volumes = [
+    ...(nats ? [identityVolume(identitySecrets.aggregator(f))] : []),
+    ...(evaluation ? [{ name: 'evaluation', ...evaluation.dataVolume } as never] : []),
+  ];
+  const mounts = [
+    ...(nats ? [identityMount] : []),
+    ...(evaluation ? [{ name: 'evaluation', mountPath: EVALUATION_DIR, readOnly: true }] : []),
+  ];
   return withHash<V1Deployment>({
     apiVersion: 'apps/v1',
     kind: 'Deployment',
@@ -193,7 +204,7 @@ export function aggregatorDeployment(f: Federation, s: OperatorSettings): V1Depl
         metadata: { labels: l },
         spec: {
           securityContext: { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } },
-          volumes: nats ? [identityVolume(identitySecrets.aggregator(f))] : undefined,
+          volumes: volumes.length ? volumes : undefined,
           containers: [
             {
               name: 'aggregator',
@@ -214,8 +225,10 @@ export function aggregatorDeployment(f: Federation, s: OperatorSettings): V1Depl
                 '--adapter-alpha',
                 String(f.spec.adapter.alpha),
                 ...(nats ? ['--nats-creds', identityFile(SECRET_KEYS.natsCreds)] : []),
+                // Scored with the frozen model in the aggregator's own process (docs/operator.md says why).
+                ...(evaluation ? ['--evaluation-data', EVALUATION_DIR] : []),
               ],
-              volumeMounts: nats ? [identityMount] : undefined,
+              volumeMounts: mounts.length ? mounts : undefined,
               ports: [{ name: 'ops', containerPort: OPS_PORT }],
               resources: a.resources as never,
               securityContext: RESTRICTED,

@@ -303,6 +303,9 @@ async function reflect(
   const mean = doc.status.metrics;
   if (mean) status.metrics = { loss: mean.meanTrainLoss, uploadBytes: Math.round(mean.meanUpdateBytes) };
   if (doc.status.state === 'Aggregated') {
+    reflectEvaluation(f, doc, status, gen);
+    const evaluated = getCondition(status.conditions, 'Evaluated');
+    if (evaluated?.reason === 'EvaluationFailed') d.recorder.event(r, 'Warning', 'EvaluationFailed', evaluated.message!);
     status.phase = 'Succeeded';
     status.outputAdapter = doc.status.result;
     status.completionTime ??= now.toISOString();
@@ -368,6 +371,39 @@ async function reflect(
   if (decided) return {};
   // The aggregator decides at the deadline; look again just after it even if no event arrives.
   return { requeueAfterMs: Math.max(1000, Date.parse(doc.spec.deadline) - now.getTime() + 2000) };
+}
+
+/**
+ * The aggregator's score of the round's adapter: accuracy beside the loss, and an `Evaluated` condition that says
+ * why it is absent (no held-out set configured, or one the aggregator could not read).
+ */
+function reflectEvaluation(f: Federation, doc: RoundDocument, status: FederationRoundStatus, gen?: number): void {
+  const e = doc.status.evaluation;
+  let condition: { status: 'True' | 'False'; reason: string; message: string };
+  if (e) {
+    status.metrics = {
+      ...status.metrics,
+      accuracy: e.accuracy,
+      accuracyByType: e.perType,
+      evaluatedExamples: e.examples,
+    };
+    const pct = `${(100 * e.accuracy).toFixed(1)}%`;
+    condition = { status: 'True', reason: 'Evaluated', message: `accuracy ${pct} on ${e.examples} held-out questions` };
+  } else if (doc.status.evaluationError)
+    condition = { status: 'False', reason: 'EvaluationFailed', message: doc.status.evaluationError };
+  else if (!f.spec.evaluation)
+    condition = {
+      status: 'False',
+      reason: 'NoEvaluationSet',
+      message: `Federation ${f.metadata.name} has no spec.evaluation: set spec.evaluation.dataVolume to a held-out shard to score rounds`,
+    };
+  else
+    condition = {
+      status: 'False',
+      reason: 'NotEvaluated',
+      message: 'the aggregator recorded no evaluation (it was started without --evaluation-data)',
+    };
+  status.conditions = setCondition(status.conditions, { type: 'Evaluated', ...condition, observedGeneration: gen });
 }
 
 const attemptOf = (p: V1Pod) => Number(p.metadata?.annotations?.['fednano.io/attempt'] ?? 0);

@@ -38,6 +38,8 @@ export interface FederationSpec {
   };
   aggregator?: { image?: string; resources?: Record<string, unknown> };
   clients: RosterClient[];
+  /** The held-out set the aggregator scores each new global adapter on (a shard on any volume source). */
+  evaluation?: { dataVolume: Record<string, unknown> };
   adapter: { rank: number; alpha: number };
   strategy: { name: string } & Record<string, unknown>;
   /** Local training as core's LocalTrainingConfig, with steps named per round and the seed set per client. */
@@ -90,7 +92,14 @@ export interface FederationRoundStatus {
   startTime?: string;
   completionTime?: string;
   outputAdapter?: { object: string; sha256: string };
-  metrics?: { loss?: number; accuracy?: number; uploadBytes?: number };
+  metrics?: {
+    loss?: number;
+    /** The round's adapter on the Federation's held-out set, as the aggregator scored it (0..1). */
+    accuracy?: number;
+    accuracyByType?: Record<string, number>;
+    evaluatedExamples?: number;
+    uploadBytes?: number;
+  };
   clients?: { name: string; state: ClientState; restarts?: number; message?: string }[];
   conditions?: Condition[];
 }

@@ -12,13 +12,20 @@ import { ProcessKubelet, type ProcessKubeletOptions } from './process-kubelet.js
  */
 const ROOT = new URL('../../', import.meta.url).pathname;
 
-/** Writes each client's data shard of test/fixtures/e2e-small.yaml under `<dir>/<client>`. */
+/**
+ * Writes each client's data shard of test/fixtures/e2e-small.yaml under `<dir>/<client>`, and its test split, the
+ * federation's held-out set, under `<dir>/held-out`.
+ */
 export async function writeFixtureShards(dir: string): Promise<void> {
   const config = await loadConfig(join(ROOT, 'test/fixtures/e2e-small.yaml'));
   const folder = await loadModelFolder(join(ROOT, config.spec.model.path));
   const plan = await planFederation(config, folder.manifest.recipe.seed);
   for (const c of plan.clients) await writeShard(join(dir, c.id), plan.sets, c.questions);
+  await writeShard(join(dir, HELD_OUT), plan.sets, plan.test);
 }
+
+/** The held-out shard's folder under the data folder. */
+export const HELD_OUT = 'held-out';
 
 /** A process kubelet running the three service images and the operator's, on `gpu-0` and an `edge-<client>` node per client. */
 export function edgeKubelet(
@@ -47,6 +54,8 @@ export function federationManifest(o: {
   namespace: string;
   clients: readonly string[];
   dataDir: string;
+  /** Score each round on the held-out shard under dataDir (spec.evaluation). */
+  evaluation?: boolean;
   /** YAML flow mappings of the spec fields. */
   strategy: string;
   training: string;
@@ -69,7 +78,7 @@ spec:
     nodeSelector: { nvidia.com/gpu.present: "true" }
   clients:
 ${roster}
-  adapter: { rank: 8, alpha: 16 }
+${o.evaluation ? `  evaluation: { dataVolume: { hostPath: { path: ${join(o.dataDir, HELD_OUT)} } } }\n` : ''}  adapter: { rank: 8, alpha: 16 }
   strategy: ${o.strategy}
   training: ${o.training}
   participation: ${o.participation}

@@ -7,7 +7,8 @@ import { connectNats, ensureStorage, getAdapter } from '@fednano/wire';
 /**
  * Scores global adapters that a real round left in the NATS Object Store on the held-out test questions of
  * test/fixtures/e2e-small.yaml (the fixture the e2e suites write client shards from), with the frozen model in this
- * process: what `fednano run` prints after each round, for rounds run by the operator or in containers.
+ * process. The aggregator scores every round itself (its --evaluation-data, a Federation's spec.evaluation); the e2e
+ * suites check its numbers against these, computed here from the fixture rather than read from any shard.
  */
 const ROOT = new URL('../../', import.meta.url).pathname;
 

@@ -26,6 +26,8 @@ export interface LocalClusterOptions extends FederationRef {
   aggregatorEnv?: NodeJS.ProcessEnv;
   /** The initial adapter the aggregator writes as round 0. */
   initialAdapter?: { rank: number; alpha: number; seed: number };
+  /** A held-out shard folder the aggregator scores each new global adapter on (its --evaluation-data). */
+  evaluationData?: string;
   /**
    * Where each client-agent is told to find the llm-host (host:port) and NATS (URL); default: where they are. The
    * fault tests route clients through a misbehaving proxy here.
@@ -130,10 +132,9 @@ export class LocalCluster {
         '--ack-wait-ms',
         String(this.o.ackWaitMs ?? 3000),
         ...(this.identities ? ['--nats-creds', this.identities.aggregator.nats] : []),
+        ...(this.o.initialAdapter || this.o.evaluationData ? ['--model', this.o.modelPath] : []),
         ...(this.o.initialAdapter
           ? [
-              '--model',
-              this.o.modelPath,
               '--adapter-rank',
               String(this.o.initialAdapter.rank),
               '--adapter-alpha',
@@ -142,6 +143,7 @@ export class LocalCluster {
               String(this.o.initialAdapter.seed),
             ]
           : []),
+        ...(this.o.evaluationData ? ['--evaluation-data', this.o.evaluationData] : []),
       ],
       logFile: this.log('aggregator'),
     });

@@ -1,24 +1,13 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import {
-  type AdapterWeights,
-  adapterShapes,
-  createStrategy,
-  type Dims,
-  type EvaluationResult,
-  evaluateAdapters,
-  splitTrafficBytes,
-} from '@fednano/core';
+import { type AdapterWeights, adapterShapes, createStrategy, splitTrafficBytes } from '@fednano/core';
 import { writeShard } from '@fednano/data';
-import { imageTokenCount, loadModelFolder, openModel } from '@fednano/model';
+import { loadModelFolder } from '@fednano/model';
 import type { ServiceProcess } from '@fednano/service-kit';
 import {
   clientSeed,
   clientsPerRound,
-  NanoEdgeCache,
-  perTypeAccuracy,
   planFederation,
-  prepareExamples,
   type RoundRecord,
   type SimulationConfig,
   type SimulationResult,
@@ -28,11 +17,11 @@ import {
   connectNats,
   ensureStorage,
   type FederationRef,
-  GrpcLlmHost,
   getAdapter,
   isFinished,
   openRound,
   type RoundDocument,
+  type RoundEvaluation,
   type RoundSpec,
   waitForRound,
 } from '@fednano/wire';
@@ -79,7 +68,8 @@ export class RunError extends Error {
 
 /**
  * `fednano run`: the same federation as `simulate` (same data plan, client selection and seeds), but every part is a
- * real process talking over real NATS and gRPC. Evaluation after each round runs here against the llm-host.
+ * real process talking over real NATS and gRPC. The accuracy after each round is the aggregator's: it scores every
+ * global adapter on the config's test split (written as a held-out shard), as it does under the operator.
  */
 export async function runFederation(
   config: SimulationConfig,
@@ -97,7 +87,6 @@ export async function runFederation(
   const f: FederationRef = { namespace: o.namespace ?? 'default', federation: config.metadata.name };
   const folder = await loadModelFolder(s.model.path);
   const cfg = folder.manifest.config;
-  const dims: Dims = { imageTokens: imageTokenCount(cfg), contextLength: cfg.contextLength, dModel: cfg.dModel };
   const shapes = adapterShapes(cfg.dModel, s.adapter.rank);
   const strategy = createStrategy({ ...s.strategy } as never);
 
@@ -105,25 +94,22 @@ export async function runFederation(
   await mkdir(join(o.workDir, 'logs'), { recursive: true });
   const plan = await planFederation(config, folder.manifest.recipe.seed);
   for (const c of plan.clients) await writeShard(join(o.workDir, 'clients', c.id), plan.sets, c.questions);
-  const model = await openModel(folder);
-  const testExamples = await prepareExamples(new NanoEdgeCache(model), plan.sets, plan.test).finally(() =>
-    model.close(),
-  );
-  log(
-    `${plan.clients.length} clients, ${testExamples.length} test questions; starting nats-server, llm-host, aggregator`,
-  );
+  // The test split is the federation's held-out set, on the aggregator's side as a Federation's spec.evaluation.
+  const heldOut = join(o.workDir, 'evaluation');
+  await writeShard(heldOut, plan.sets, plan.test);
+  log(`${plan.clients.length} clients, ${plan.test.length} test questions; starting nats-server, llm-host, aggregator`);
 
   const cluster = await LocalCluster.start({
     ...f,
     modelPath: s.model.path,
     workDir: o.workDir,
     initialAdapter: { ...s.adapter, seed: sim.seed },
+    evaluationData: heldOut,
     ...(o.insecure ? {} : { security: { clients: plan.clients.map((c) => c.id) } }),
     ...o.cluster,
   });
   const control = cluster.controlCredentials;
   const nc = await connectNats({ servers: cluster.nats.url, name: 'fednano-run', credsFile: control.natsCreds });
-  const evaluator = new GrpcLlmHost(cluster.llmHostAddress, { clientId: 'evaluator', tls: control.tls });
   const agents = new Map<string, ServiceProcess>();
   try {
     const { kv, objects } = await ensureStorage(nc);
@@ -136,10 +122,16 @@ export async function runFederation(
     const roundZero = await waitForRound(kv, f, 0, () => true, { timeoutMs: 60_000 });
     let base = roundZero.status.result!;
     let global: AdapterWeights = await getAdapter(objects, base.object, shapes, base.sha256);
-    const evaluate = async (): Promise<EvaluationResult> =>
-      evaluateAdapters(evaluator, dims, s.adapter, global, testExamples);
+    /** The aggregator's score of the round's adapter; a round without one is a fault here (run wrote the set). */
+    const scored = (doc: RoundDocument): RoundEvaluation => {
+      const e = doc.status.evaluation;
+      if (e && e.sha256 === doc.status.result?.sha256) return e;
+      throw new RunError(
+        `round ${doc.spec.round}: the aggregator recorded no accuracy (${doc.status.evaluationError ?? 'no evaluation'}); see ${join(o.workDir, 'logs', 'aggregator.log')} (--keep-work-dir keeps it)`,
+      );
+    };
     const rounds: RoundRecord[] = [];
-    const zero = await evaluate();
+    const zero = scored(roundZero);
     const initial: RoundRecord = {
       round: 0,
       method: strategy.name,
@@ -149,7 +141,7 @@ export async function runFederation(
       clients: 0,
       uploadBytesPerClient: 0,
       splitBytesPerSample: 0,
-      perType: perTypeAccuracy(zero),
+      perType: zero.perType,
       seconds: 0,
     };
     rounds.push(initial);
@@ -203,7 +195,7 @@ export async function runFederation(
       if (doc.status.message) log(`round ${round}: ${doc.status.message}`);
       base = doc.status.result!;
       global = await getAdapter(objects, base.object, shapes, base.sha256);
-      const e = await evaluate();
+      const e = scored(doc);
       const record: RoundRecord = {
         round,
         method: strategy.name,
@@ -213,7 +205,7 @@ export async function runFederation(
         clients: doc.status.accepted.length,
         uploadBytesPerClient: doc.status.metrics?.meanUpdateBytes ?? 0,
         splitBytesPerSample: oneSample.up + oneSample.down,
-        perType: perTypeAccuracy(e),
+        perType: e.perType,
         seconds: (performance.now() - t0) / 1000,
       };
       rounds.push(record);
@@ -228,7 +220,7 @@ export async function runFederation(
       rounds,
       final: { accuracy: last.accuracy, perType: last.perType },
       clients: plan.clients.map((c) => ({ id: c.id, examples: c.questions.length })),
-      testQuestions: testExamples.length,
+      testQuestions: plan.test.length,
       adapterParams: [...global.values()].reduce((n, w) => n + w.length, 0),
       clientParams:
         folder.manifest.paramCounts.encoder +
@@ -239,7 +231,6 @@ export async function runFederation(
     };
   } finally {
     await Promise.all([...agents.values()].map((a) => a.stop(2000)));
-    await evaluator.close();
     await nc.drain().catch(() => {});
     await cluster.stop();
     if (!o.keepWorkDir) await rm(o.workDir, { recursive: true, force: true });

@@ -44,6 +44,23 @@ export interface RejectedUpdate {
   message: string;
 }
 
+/**
+ * The aggregator's score of the round's global adapter on the federation's held-out set (a shard it reads from its
+ * evaluation volume), with the frozen model in its own process.
+ */
+export interface RoundEvaluation {
+  /** Held-out questions scored. */
+  examples: number;
+  /** Closed-set accuracy, a ratio in [0, 1]. */
+  accuracy: number;
+  /** Mean NLL of the correct answer. */
+  loss: number;
+  /** Accuracy per question type. */
+  perType: Record<string, number>;
+  /** The adapter scored (the round's result). */
+  sha256: string;
+}
+
 export interface RoundStatus {
   state: RoundState;
   accepted: AcceptedUpdate[];
@@ -52,6 +69,10 @@ export interface RoundStatus {
   duplicates: number;
   result?: { object: string; sha256: string };
   metrics?: { meanTrainLoss: number; meanUpdateBytes: number };
+  /** The result's score on the held-out set, when the aggregator has one and could score it. */
+  evaluation?: RoundEvaluation;
+  /** Why an aggregated round has no evaluation (the held-out set is missing or unreadable); the round still counts. */
+  evaluationError?: string;
   /** Why the round failed, or which participants were missing at the deadline. */
   message?: string;
   updatedAt: string;
@@ -158,7 +179,13 @@ export async function waitForRound(
 export async function writeInitialRound(
   kv: KV,
   f: FederationRef,
-  init: { dModel: number; adapter: AdapterConfig & { seed: number }; object: string; sha256: string },
+  init: {
+    dModel: number;
+    adapter: AdapterConfig & { seed: number };
+    object: string;
+    sha256: string;
+    evaluation?: Pick<RoundStatus, 'evaluation' | 'evaluationError'>;
+  },
 ): Promise<void> {
   const now = new Date().toISOString();
   const doc: RoundDocument = {
@@ -182,6 +209,7 @@ export async function writeInitialRound(
       rejected: [],
       duplicates: 0,
       result: { object: init.object, sha256: init.sha256 },
+      ...init.evaluation,
       updatedAt: now,
     },
   };

@@ -1,6 +1,18 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { type AdapterWeights, adapterShapes, encodeUpdate, initAdapters } from '@fednano/core';
+import { fileURLToPath } from 'node:url';
+import {
+  type AdapterConfig,
+  type AdapterWeights,
+  adapterSha256,
+  adapterShapes,
+  type EvaluationResult,
+  encodeUpdate,
+  initAdapters,
+} from '@fednano/core';
 import { createLogger, NatsServer } from '@fednano/service-kit';
 import {
   adapterObject,
@@ -19,6 +31,7 @@ import {
 import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { Aggregator } from './aggregator.js';
+import { HeldOutEvaluator, type RoundEvaluator } from './evaluation.js';
 import { aggregatorMetrics } from './metrics.js';
 
 // The aggregator in this process against a real nats-server: validation, exactly-once, quorum, deadline, restart.
@@ -41,7 +54,7 @@ after(async () => {
   await server?.stop();
 });
 
-async function startAggregator(federation: string) {
+async function startAggregator(federation: string, evaluator?: RoundEvaluator) {
   const conn = await connectNats({ servers: server.url, name: `agg-${federation}` });
   const metrics = aggregatorMetrics();
   const a = new Aggregator(conn, {
@@ -51,6 +64,7 @@ async function startAggregator(federation: string) {
     maxUpdateBytes: 1 << 20,
     metrics,
     log,
+    evaluator,
   });
   await a.start();
   return {
@@ -256,6 +270,114 @@ test('replayed, re-addressed and misbound updates are refused and counted by rea
     )!;
     const byReason = Object.fromEntries(rejected.values.map((v) => [v.labels.reason, v.value]));
     assert.deepEqual(byReason, { round: 1, client: 1, federation: 1 });
+  } finally {
+    await agg.stop();
+  }
+});
+
+// ---- evaluation of each new global adapter ----------------------------------------------------------------------
+
+const MODEL = fileURLToPath(new URL('../../../models/reference', import.meta.url));
+
+/** Scores by the adapter itself (mean of image.B / 10), and remembers what it was given. */
+class RecordingEvaluator implements RoundEvaluator {
+  readonly seen: { adapter: AdapterConfig; sha256: string }[] = [];
+  async evaluate(adapter: AdapterConfig, weights: AdapterWeights): Promise<EvaluationResult> {
+    const shape = adapterShapes(weights.get('image.A')!.length / adapter.rank, adapter.rank);
+    this.seen.push({ adapter, sha256: adapterSha256(weights, shape) });
+    const b = weights.get('image.B')!;
+    const accuracy = b.reduce((x, y) => x + y, 0) / b.length / 10;
+    return {
+      examples: 8,
+      accuracy,
+      loss: 1 - accuracy,
+      perType: { 'digit-parity': { examples: 4, correct: 1 }, 'fashion-category': { examples: 4, correct: 3 } },
+    };
+  }
+  async close() {}
+}
+
+const metricValue = async (agg: { metrics: ReturnType<typeof aggregatorMetrics> }, name: string) =>
+  (await agg.metrics.registry.getMetricsAsJSON()).find((m) => m.name === name)?.values ?? [];
+
+test('each aggregated adapter is scored before the round is recorded: accuracy, per type, in the record and metrics', async () => {
+  const evaluator = new RecordingEvaluator();
+  const agg = await startAggregator('evaluated', evaluator);
+  try {
+    const { f, base, sha256 } = await openTestRound('evaluated', 1, ['a', 'b']);
+    await publish(f, 1, 'a', update(f, 1, 'a', sha256, shifted(base, 1), 10));
+    await publish(f, 1, 'b', update(f, 1, 'b', sha256, shifted(base, 3), 30));
+    const doc = await waitForRound(storage.kv, f, 1, (d) => isFinished(d.status.state), { timeoutMs: 10_000 });
+    assert.equal(doc.status.state, 'Aggregated');
+    // The evaluator saw exactly the stored result (B moved by 2.5 from zero: accuracy 0.25 by its rule).
+    assert.deepEqual(evaluator.seen, [{ adapter: { rank: RANK, alpha: 4 }, sha256: doc.status.result!.sha256 }]);
+    const e = doc.status.evaluation!;
+    assert.ok(Math.abs(e.accuracy - 0.25) < 1e-6, `accuracy ${e.accuracy}`);
+    assert.deepEqual(
+      { ...e, accuracy: 0, loss: 0 },
+      {
+        examples: 8,
+        accuracy: 0,
+        loss: 0,
+        perType: { 'digit-parity': 0.25, 'fashion-category': 0.75 },
+        sha256: doc.status.result!.sha256,
+      },
+    );
+    assert.equal(doc.status.evaluationError, undefined);
+    const [gauge] = await metricValue(agg, 'fednano_aggregator_global_adapter_accuracy_ratio');
+    assert.equal(gauge?.value, e.accuracy);
+    const outcomes = await metricValue(agg, 'fednano_aggregator_evaluations_total');
+    assert.deepEqual(
+      outcomes.map((v) => [v.labels.outcome, v.value]),
+      [['ok', 1]],
+    );
+  } finally {
+    await agg.stop();
+  }
+});
+
+test('a missing or corrupt held-out set: the round is still aggregated, without accuracy, and says why', async () => {
+  const corrupt = await mkdtemp(join(tmpdir(), 'fednano-held-out-'));
+  await writeFile(join(corrupt, 'shard.json'), '{"format":"something-else"}');
+  try {
+    for (const [name, dir, why] of [
+      ['no-held-out', join(corrupt, 'missing'), /cannot read .*missing\/shard\.json.*--evaluation-data/],
+      ['bad-held-out', corrupt, /format 'something-else', expected 'fednano-shard\/v1'/],
+    ] as const) {
+      const agg = await startAggregator(name, new HeldOutEvaluator(MODEL, dir));
+      try {
+        const { f, base, sha256 } = await openTestRound(name, 1, ['a']);
+        await publish(f, 1, 'a', update(f, 1, 'a', sha256, shifted(base, 1)));
+        const doc = await waitForRound(storage.kv, f, 1, (d) => isFinished(d.status.state), { timeoutMs: 10_000 });
+        assert.equal(doc.status.state, 'Aggregated');
+        assert.equal(doc.status.evaluation, undefined);
+        assert.match(doc.status.evaluationError ?? '', why);
+        // Nothing lost: the adapter is stored and verifies.
+        const result = await getAdapter(storage.objects, doc.status.result!.object, shapes, doc.status.result!.sha256);
+        assertShiftedBy(result, base, 1);
+        const outcomes = await metricValue(agg, 'fednano_aggregator_evaluations_total');
+        assert.deepEqual(
+          outcomes.map((v) => [v.labels.outcome, v.value]),
+          [['failed', 1]],
+        );
+      } finally {
+        await agg.stop();
+      }
+    }
+  } finally {
+    await rm(corrupt, { recursive: true, force: true });
+  }
+});
+
+test("round 0 carries the initial adapter's accuracy", async () => {
+  const evaluator = new RecordingEvaluator();
+  const agg = await startAggregator('initial-evaluated', evaluator);
+  try {
+    await agg.a.ensureInitialAdapter(MODEL, { rank: RANK, alpha: 4, seed: 3 });
+    const zero = await waitForRound(storage.kv, { namespace: 'test', federation: 'initial-evaluated' }, 0, () => true);
+    assert.equal(zero.status.evaluation?.sha256, zero.status.result!.sha256);
+    assert.equal(zero.status.evaluation?.accuracy, 0, 'B starts at zero');
+    assert.equal(evaluator.seen.length, 1);
   } finally {
     await agg.stop();
   }

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { adapterShapes, initAdapters, UpdateRejected } from '@fednano/core';
+import { type AdapterConfig, type AdapterWeights, adapterShapes, initAdapters, UpdateRejected } from '@fednano/core';
 import { crashPoint, type Logger } from '@fednano/service-kit';
 import {
   type AcceptedUpdate,
@@ -37,6 +37,7 @@ import {
 } from '@nats-io/jetstream';
 import type { KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
+import type { RoundEvaluator } from './evaluation.js';
 import type { AggregatorMetrics } from './metrics.js';
 import { RoundCollection, StrategyCache } from './round-collection.js';
 import { retryWhileUnavailable } from './store-retry.js';
@@ -52,6 +53,11 @@ export interface AggregatorOptions extends FederationRef {
    * process gives up and exits for a restart to rebuild it (default 60 s).
    */
   storeRetryMs?: number;
+  /**
+   * Scores each new global adapter on the federation's held-out set before the round is recorded as aggregated
+   * (accuracy beside the training loss). Without one, rounds carry no evaluation.
+   */
+  evaluator?: RoundEvaluator;
 }
 
 const nanos = (ms: number) => ms * 1_000_000;
@@ -175,9 +181,42 @@ export class Aggregator {
     if (!dModel) throw new Error(`${modelPath}/manifest.json has no config.dModel`);
     const shapes = adapterShapes(dModel, adapter.rank);
     const object = adapterObject(this.f, 0);
-    const sha256 = await putAdapter(this.storage.objects, object, initAdapters(dModel, adapter, adapter.seed), shapes);
-    await writeInitialRound(this.storage.kv, this.f, { dModel, adapter, object, sha256 });
+    const weights = initAdapters(dModel, adapter, adapter.seed);
+    const sha256 = await putAdapter(this.storage.objects, object, weights, shapes);
+    // The starting point's accuracy too, so that every round's gain can be read off the records.
+    const evaluation = await this.evaluate(0, adapter, weights, sha256);
+    await writeInitialRound(this.storage.kv, this.f, { dModel, adapter, object, sha256, evaluation });
     this.o.log.info({ sha256, dModel, rank: adapter.rank }, 'initial adapter written (round 0)');
+  }
+
+  /**
+   * The adapter's score on the held-out set, as the round record carries it. A missing or broken held-out set is
+   * recorded as `evaluationError` and never fails the round: the adapter is valid whether or not it can be scored.
+   */
+  private async evaluate(
+    round: number,
+    adapter: AdapterConfig,
+    weights: AdapterWeights,
+    sha256: string,
+  ): Promise<Pick<RoundStatus, 'evaluation' | 'evaluationError'>> {
+    const evaluator = this.o.evaluator;
+    if (!evaluator) return {};
+    const log = this.o.log.child({ round });
+    const end = this.o.metrics.evaluationDuration.startTimer();
+    try {
+      const r = await evaluator.evaluate(adapter, weights);
+      const perType = Object.fromEntries(Object.entries(r.perType).map(([k, v]) => [k, v.correct / v.examples]));
+      end();
+      this.o.metrics.evaluations.inc({ outcome: 'ok' });
+      this.o.metrics.accuracy.set(r.accuracy);
+      log.info({ accuracy: r.accuracy, loss: r.loss, examples: r.examples, sha256 }, 'global adapter evaluated');
+      return { evaluation: { examples: r.examples, accuracy: r.accuracy, loss: r.loss, perType, sha256 } };
+    } catch (e) {
+      this.o.metrics.evaluations.inc({ outcome: 'failed' });
+      const message = (e as Error).message;
+      log.warn({ err: e, sha256 }, 'global adapter not evaluated; the round counts without an accuracy');
+      return { evaluationError: message };
+    }
   }
 
   // ---- rounds ---------------------------------------------------------------------------------------------
@@ -264,6 +303,8 @@ export class Aggregator {
         putAdapter(this.storage.objects, object, weights, c.shapes),
       );
       crashPoint('aggregator:adapter-written'); // the adapter is stored, the round not yet marked Aggregated
+      // Scored before the round is marked Aggregated, so that whoever waits for the round finds its accuracy with it.
+      const evaluation = await this.evaluate(round, c.spec.adapter, weights, sha256);
       const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
       status = {
         ...s,
@@ -273,6 +314,7 @@ export class Aggregator {
           meanTrainLoss: mean(s.accepted.map((a) => a.loss)),
           meanUpdateBytes: mean(s.accepted.map((a) => a.bytes)),
         },
+        ...evaluation,
         message: missing.length ? `deadline passed without updates from ${missing.join(', ')}` : undefined,
       };
       log.info({ accepted: s.accepted.length, rejected: s.rejected.length, missing, sha256 }, 'round aggregated');

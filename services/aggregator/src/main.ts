@@ -2,6 +2,7 @@ import { DEFAULT_MAX_UPDATE_BYTES } from '@fednano/core';
 import { createLogger, type FlagSpecs, onShutdown, serviceFlags, startOpsServer } from '@fednano/service-kit';
 import { checkName, connectNats } from '@fednano/wire';
 import { Aggregator } from './aggregator.js';
+import { HeldOutEvaluator } from './evaluation.js';
 import { aggregatorMetrics } from './metrics.js';
 
 export const AGGREGATOR_FLAGS = {
@@ -24,6 +25,11 @@ export const AGGREGATOR_FLAGS = {
   'adapter-rank': { type: 'number', description: 'NanoAdapter rank, for the initial adapter' },
   'adapter-alpha': { type: 'number', description: 'NanoAdapter alpha, for the initial adapter' },
   seed: { type: 'number', description: 'Seed of the initial adapter', default: 0 },
+  'evaluation-data': {
+    type: 'string',
+    description:
+      'Held-out shard folder (shard.json + pixels); with --model, each new global adapter is scored on it and the accuracy recorded with its round',
+  },
 } as const satisfies FlagSpecs;
 
 export async function main(argv: string[]): Promise<void> {
@@ -35,6 +41,8 @@ export async function main(argv: string[]): Promise<void> {
     (f) => {
       checkName('namespace', f.namespace);
       checkName('federation', f.federation);
+      if (f['evaluation-data'] && !f.model)
+        throw new Error('--evaluation-data needs --model: the frozen model the held-out set is scored with');
     },
   );
   const log = createLogger('aggregator', { namespace: flags.namespace, federation: flags.federation });
@@ -45,6 +53,8 @@ export async function main(argv: string[]): Promise<void> {
     registry: metrics.registry,
     ready: () => aggregator?.ready ?? false,
   });
+  const data = flags['evaluation-data'];
+  const evaluator = data && flags.model ? new HeldOutEvaluator(flags.model, data) : undefined;
   try {
     const nc = await connectNats({
       servers: flags.nats,
@@ -59,9 +69,11 @@ export async function main(argv: string[]): Promise<void> {
       maxUpdateBytes: flags['max-update-bytes'],
       metrics,
       log,
+      evaluator,
     });
     onShutdown(log, async () => {
       await aggregator?.stop();
+      await evaluator?.close();
       await nc.drain();
       await ops.close();
     });

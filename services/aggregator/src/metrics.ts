@@ -50,6 +50,23 @@ export function aggregatorMetrics() {
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
       registers,
     }),
+    accuracy: new Gauge({
+      name: 'fednano_aggregator_global_adapter_accuracy_ratio',
+      help: 'Held-out accuracy of the latest global adapter (0..1); unset until one was evaluated',
+      registers,
+    }),
+    evaluations: new Counter({
+      name: 'fednano_aggregator_evaluations_total',
+      help: 'Global adapters scored on the held-out set, by outcome (ok, or failed: the set is missing or unreadable)',
+      labelNames: ['outcome'],
+      registers,
+    }),
+    evaluationDuration: new Histogram({
+      name: 'fednano_aggregator_evaluation_duration_seconds',
+      help: 'Time to score a global adapter on the held-out set (successful scorings; the first includes preparing the set)',
+      buckets: [0.1, 0.5, 1, 2, 5, 10, 30, 60, 300],
+      registers,
+    }),
     activeRound: new Gauge({
       name: 'fednano_aggregator_active_round',
       help: 'Index of the round being collected (0 when none)',

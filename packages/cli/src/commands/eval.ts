@@ -2,12 +2,22 @@ import { DOMAINS, type Domain, loadDomain, rng, shuffle, vqaExamples } from '@fe
 import { evaluateVqa, loadModelFolder, mergeReports, openModel } from '@fednano/model';
 import type { Command } from '../main.js';
 import { percent, UsageError } from '../output.js';
+import { evaluateSavedAdapter } from './eval-adapter.js';
 import { choice, DEFAULT_MODEL_DIR, intOption } from './shared.js';
 
 export const evaluate: Command = {
-  summary: 'closed-set VQA accuracy of a model folder (zero-shot: the frozen model, no adapters), per question type',
-  usage: '[--model DIR] [--split test|val] [--images N] [--domains fashion,digits,emoji] [--seed N] [--json]',
+  summary:
+    'closed-set VQA accuracy per question type: of the frozen model (zero-shot), or with --adapter of a saved global adapter on a shard',
+  usage:
+    '[--model DIR] [--split test|val] [--images N] [--domains fashion,digits,emoji] [--seed N] [--json]\n' +
+    '       fednano eval --adapter FILE --alpha A --shard DIR [--model DIR] [--json]\n' +
+    '       fednano eval --adapter NS/FED/round-N --nats URL [--nats-creds FILE] --shard DIR [--model DIR] [--json]',
   options: {
+    adapter: { type: 'string' },
+    shard: { type: 'string' },
+    alpha: { type: 'string' },
+    nats: { type: 'string' },
+    'nats-creds': { type: 'string' },
     model: { type: 'string', default: DEFAULT_MODEL_DIR },
     split: { type: 'string', default: 'test' },
     images: { type: 'string', default: '300' },
@@ -15,6 +25,9 @@ export const evaluate: Command = {
     seed: { type: 'string', default: '0' },
   },
   async run(values, out) {
+    if (values.adapter !== undefined) return evaluateSavedAdapter(values, out);
+    if (values.shard !== undefined)
+      throw new UsageError('--shard scores a saved adapter: give --adapter FILE or an Object Store object too');
     const split = choice(values, 'split', ['test', 'val'] as const);
     const images = intOption(values, 'images', 1);
     const domains = String(values.domains).split(',') as Domain[];
