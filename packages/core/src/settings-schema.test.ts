@@ -37,7 +37,7 @@ test('the CRDs are structural, with status subresources, printer columns and sho
 
 test('local configs read the federation settings from the CRD, refusing unknown fields', () => {
   const s = federationSpecSchemas();
-  assert.deepEqual(Object.keys(s.adapter!.properties as object), ['rank', 'alpha']);
+  assert.deepEqual(Object.keys(s.adapter!.properties as object), ['rank', 'alpha', 'rankMerge']);
   assert.equal(s.adapter!.additionalProperties, false);
   assert.equal((s.strategy!.properties as Record<string, { enum?: string[] }>).name!.enum!.includes('fisher'), true);
   // Fields Kubernetes keeps as free-form stay free-form.

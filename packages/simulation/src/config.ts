@@ -1,5 +1,11 @@
 import { readFile } from 'node:fs/promises';
-import { federationSpecSchemas, type LocalTrainingConfig } from '@fednano/core';
+import {
+  federationSpecSchemas,
+  type LocalTrainingConfig,
+  type RankMerge,
+  rankMergeProblem,
+  type StrategySpec,
+} from '@fednano/core';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse } from 'yaml';
 import { type AdversarySpec, ATTACK_KINDS } from './adversary.js';
@@ -15,7 +21,8 @@ export interface SimulationConfig {
   metadata: { name: string };
   spec: {
     model: { path: string };
-    adapter: { rank: number; alpha: number };
+    /** rank: the global adapter's (the largest a client trains); rankMerge: how mixed ranks merge (default svd). */
+    adapter: { rank: number; alpha: number; rankMerge?: RankMerge };
     strategy: {
       name: 'fedavg' | 'fedprox' | 'fisher' | 'fedadam' | 'fedyogi' | 'median' | 'trimmed-mean';
       mu?: number;
@@ -64,6 +71,11 @@ export interface SimulationConfig {
        * llm-host requests; `labelNoise` adds randomized response to the labels the gradients use (docs/security.md).
        */
       split?: { labelPrivate?: boolean; labelNoise?: number };
+      /**
+       * Heterogeneous clients (method federated): client i trains NanoAdapters of rank adapterRanks[i mod n], each at
+       * most spec.adapter.rank (the global adapter's); the strategy merges them with spec.adapter.rankMerge.
+       */
+      adapterRanks?: number[];
     };
   };
 }
@@ -155,6 +167,7 @@ export const SIMULATION_SCHEMA = {
                 fisherScale: positive,
               },
             },
+            adapterRanks: { type: 'array', minItems: 1, maxItems: 10000, items: positiveInt },
           },
         },
       },
@@ -226,8 +239,26 @@ export function checkConfig(value: unknown, source = 'config'): SimulationConfig
         'spec.simulation.adversaries.fisherScale applies only to strategy fisher (the only one using Fisher)',
       );
   }
+  problems.push(...rankProblems(s));
   if (problems.length) throw new ConfigError(`${source}: ${problems.join('; ')}`);
   return c;
+}
+
+/** Per-client ranks: within the global rank, federated only, and a strategy the rank merge can weigh. */
+function rankProblems(s: SimulationConfig['spec']): string[] {
+  const ranks = s.simulation.adapterRanks;
+  if (!ranks) return [];
+  const problems: string[] = [];
+  const over = ranks.filter((r) => r > s.adapter.rank);
+  if (over.length)
+    problems.push(
+      `spec.simulation.adapterRanks: ${over.join(', ')} exceed spec.adapter.rank (${s.adapter.rank}), the global adapter's rank`,
+    );
+  if (s.simulation.method !== 'federated')
+    problems.push(`spec.simulation.adapterRanks applies to method federated only (method is ${s.simulation.method})`);
+  const problem = rankMergeProblem(s.strategy as StrategySpec, s.adapter.rankMerge ?? 'svd');
+  if (problem && ranks.some((r) => r !== s.adapter.rank)) problems.push(`spec.adapter.rankMerge: ${problem}`);
+  return problems;
 }
 
 export function parseConfig(text: string, source = 'config'): SimulationConfig {
@@ -252,6 +283,10 @@ export async function loadConfig(path: string): Promise<SimulationConfig> {
   }
   return parseConfig(text, path);
 }
+
+/** Client i's adapter rank: spec.simulation.adapterRanks[i mod n], or the federation's rank without it. */
+export const clientRank = (c: SimulationConfig, index: number): number =>
+  c.spec.simulation.adapterRanks?.[index % c.spec.simulation.adapterRanks.length] ?? c.spec.adapter.rank;
 
 export const clientsPerRound = (c: SimulationConfig): number =>
   c.spec.participation.clientsPerRound ??

@@ -3,6 +3,7 @@ import {
   type AdapterWeights,
   adapterSha256,
   adapterShapes,
+  createRankAwareStrategy,
   createStrategy,
   type Dims,
   decodeUpdate,
@@ -15,13 +16,15 @@ import {
   initAdapters,
   type LlmHost,
   type LocalTrainingConfig,
+  projectAdapter,
+  type RankSettings,
   type SplitOptions,
   type StrategySpec,
   trainLocal,
 } from '@fednano/core';
 import { imageTokenCount, type LoadedModelFolder, labelPrivateParts, loadModelFolder, openModel } from '@fednano/model';
 import { attackFisher, attackWeights, chooseAdversaries } from './adversary.js';
-import { clientsPerRound, type SimulationConfig } from './config.js';
+import { clientRank, clientsPerRound, type SimulationConfig } from './config.js';
 import { LoraClientModel } from './lora-baseline.js';
 import { clientSeed, planFederation, prepareExamples, selectClients } from './plan.js';
 import { NanoEdgeCache } from './prepare.js';
@@ -50,7 +53,8 @@ export interface SimulationResult {
   strategy: string;
   rounds: RoundRecord[];
   final: { accuracy: number; perType: Record<string, number> };
-  clients: { id: string; examples: number }[];
+  /** rank: the client's adapter rank, where clients have different ranks (spec.simulation.adapterRanks). */
+  clients: { id: string; examples: number; rank?: number }[];
   /** Ids of the Byzantine clients (spec.simulation.adversaries), when the config has any. */
   adversaries?: string[];
   testQuestions: number;
@@ -76,10 +80,12 @@ interface Trainer {
   initial: AdapterWeights;
   /** Parameters a client stores: NanoEdge plus adapters, or the whole model plus LoRA. */
   clientParams: number;
+  /** rank: the client's adapter rank where it is not the federation's (NanoAdapters only). */
   train(
     start: AdapterWeights,
     examples: Example[],
     cfg: LocalTrainingConfig & SplitOptions,
+    rank?: number,
   ): Promise<{
     weights: AdapterWeights;
     meanLoss: number;
@@ -93,6 +99,7 @@ interface Trainer {
     examples: Example[],
     maxSamples: number,
     split?: SplitOptions & { seed?: number },
+    rank?: number,
   ): Promise<AdapterWeights>;
   evaluate(weights: AdapterWeights, examples: Example[]): Promise<EvaluationResult>;
   close(): Promise<void>;
@@ -110,9 +117,10 @@ function nanoAdapterTrainer(
     shapes: adapterShapes(dims.dModel, adapter.rank),
     initial,
     clientParams: edgeParams + [...initial.values()].reduce((n, t) => n + t.length, 0),
-    train: (start, examples, cfg) => trainLocal(host, dims, adapter, start, examples, cfg),
-    fisher: (w, examples, maxSamples, split) =>
-      fisherDiagonal(host, dims, adapter, w, examples, { maxSamples, ...split }),
+    train: (start, examples, cfg, rank) =>
+      trainLocal(host, dims, { ...adapter, rank: rank ?? adapter.rank }, start, examples, cfg),
+    fisher: (w, examples, maxSamples, split, rank) =>
+      fisherDiagonal(host, dims, { ...adapter, rank: rank ?? adapter.rank }, w, examples, { maxSamples, ...split }),
     evaluate: (w, examples) => evaluateAdapters(host, dims, adapter, w, examples),
     close: () => host.close(),
   };
@@ -187,7 +195,16 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
       log(`Byzantine clients (${adv!.attack}): ${[...byzantine].map((i) => clients[i]!.id).join(', ')}`);
 
     const strategySpec = { ...s.strategy } as StrategySpec;
-    const strategy = createStrategy(strategySpec);
+    // Heterogeneous clients: client i trains rank adapterRanks[i mod n]; mixed ranks need the rank-aware merge.
+    const rankOf = (index: number) => clientRank(config, index);
+    const mixedRanks = clients.some((_, i) => rankOf(i) !== s.adapter.rank);
+    const ranks: RankSettings = {
+      dModel: dims.dModel,
+      adapter: { rank: s.adapter.rank, alpha: s.adapter.alpha },
+      merge: s.adapter.rankMerge ?? 'svd',
+    };
+    const strategy = mixedRanks ? createRankAwareStrategy(strategySpec, ranks) : createStrategy(strategySpec);
+    if (mixedRanks) log(`adapter ranks ${clients.map((_, i) => rankOf(i)).join(', ')}, merged by ${ranks.merge}`);
     const perRound = clientsPerRound(config);
     const training = (seed: number, proximalMu?: number) => ({
       ...s.training,
@@ -259,14 +276,17 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
         for (const c of selected) {
           const index = clients.indexOf(c);
           const seed = clientSeed(sim.seed, round, index);
-          const r = await trainer.train(global, c.examples, training(seed, proximalMu));
+          const rank = rankOf(index);
+          // A lower-rank client starts from the global adapter's projection to its rank.
+          const start = mixedRanks ? projectAdapter(global, rank, ranks) : global;
+          const r = await trainer.train(start, c.examples, training(seed, proximalMu), rank);
           let fisher = strategy.needsFisher
-            ? await trainer.fisher(r.weights, c.examples, s.training.fisherSamples ?? 64, { ...sim.split, seed })
+            ? await trainer.fisher(r.weights, c.examples, s.training.fisherSamples ?? 64, { ...sim.split, seed }, rank)
             : undefined;
           let weights = r.weights;
           // A Byzantine client trains honestly, then replaces what it sends (before the codec, as a real one would).
           if (adv && byzantine.has(index)) {
-            weights = attackWeights(global, r.weights, adv, seed * 2 + 1);
+            weights = attackWeights(start, r.weights, adv, seed * 2 + 1);
             if (fisher) fisher = attackFisher(fisher, adv.fisherScale);
           }
           // Every update goes through the wire format, as it would over NATS.
@@ -287,8 +307,9 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
                 splitUpBytes: r.upBytes,
                 splitDownBytes: r.downBytes,
               },
+              ...(mixedRanks ? { rank } : {}),
             },
-            { shapes, dtype: s.updateEncoding ?? 'float32' },
+            { shapes: mixedRanks ? adapterShapes(dims.dModel, rank) : shapes, dtype: s.updateEncoding ?? 'float32' },
           );
           const u = decodeUpdate(bytes, {
             namespace: 'simulation',
@@ -298,6 +319,7 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
             shapes,
             clientId: c.id,
             requireFisher: strategy.needsFisher,
+            ...(mixedRanks ? { rank: { dModel: dims.dModel, max: s.adapter.rank, expected: rank } } : {}),
           });
           aggregator.add({ client: c.id, weights: u.weights, fisher: u.fisher, samples: u.sampleCount });
           upload += bytes.length;
@@ -333,7 +355,11 @@ export async function simulate(config: SimulationConfig, hooks: SimulationHooks 
       strategy: strategy.name,
       rounds,
       final: { accuracy: last.accuracy, perType: last.perType },
-      clients: clients.map((c) => ({ id: c.id, examples: c.examples.length })),
+      clients: clients.map((c, i) => ({
+        id: c.id,
+        examples: c.examples.length,
+        ...(mixedRanks ? { rank: rankOf(i) } : {}),
+      })),
       adversaries: [...byzantine].map((i) => clients[i]!.id),
       testQuestions: testExamples.length,
       adapterParams,
