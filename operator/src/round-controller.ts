@@ -228,6 +228,7 @@ export async function reconcileRound(d: RoundControllerDeps, namespace: string, 
       },
       seeds: Object.fromEntries(participants.map((p, i) => [p, SEED * 31 + r.spec.round * 1000 + i])),
       updateEncoding: f.spec.updateEncoding ?? 'float32',
+      ...participantRanks(f, participants),
     };
     await d.store.open(spec);
     doc = (await d.store.read(ref, r.spec.round))!;
@@ -240,6 +241,13 @@ export async function reconcileRound(d: RoundControllerDeps, namespace: string, 
     );
   }
   return reflect(d, f, r, doc, status, write, now);
+}
+
+/** The roster's adapterRank of each participant that does not train the federation's rank (none: no `ranks`). */
+function participantRanks(f: Federation, participants: string[]): Pick<RoundSpec, 'ranks'> {
+  const rankOf = new Map(f.spec.clients.map((c) => [c.name, c.adapterRank ?? f.spec.adapter.rank]));
+  const lower = participants.filter((p) => (rankOf.get(p) ?? f.spec.adapter.rank) !== f.spec.adapter.rank);
+  return lower.length ? { ranks: Object.fromEntries(lower.map((p) => [p, rankOf.get(p)!])) } : {};
 }
 
 /** Pods and status from the round's record: create missing Pods, retry failed ones, report per-client states. */

@@ -24,6 +24,8 @@ export interface RosterClient {
   /** Any Kubernetes volume source (hostPath, persistentVolumeClaim, ...) holding the client's data shard. */
   dataVolume?: Record<string, unknown>;
   image?: string;
+  /** This client's adapter rank (at most spec.adapter.rank, the default). */
+  adapterRank?: number;
 }
 
 export interface FederationSpec {
@@ -40,7 +42,7 @@ export interface FederationSpec {
   clients: RosterClient[];
   /** The held-out set the aggregator scores each new global adapter on (a shard on any volume source). */
   evaluation?: { dataVolume: Record<string, unknown> };
-  adapter: { rank: number; alpha: number };
+  adapter: { rank: number; alpha: number; rankMerge?: 'svd' | 'zero-pad' };
   strategy: { name: string } & Record<string, unknown>;
   /** Local training as core's LocalTrainingConfig, with steps named per round and the seed set per client. */
   training: Omit<LocalTrainingConfig, 'steps' | 'seed' | 'proximalMu'> & { localSteps: number; fisherSamples?: number };

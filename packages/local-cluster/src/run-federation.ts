@@ -5,6 +5,7 @@ import { writeShard } from '@fednano/data';
 import { loadModelFolder } from '@fednano/model';
 import type { ServiceProcess } from '@fednano/service-kit';
 import {
+  clientRank,
   clientSeed,
   clientsPerRound,
   planFederation,
@@ -171,6 +172,7 @@ export async function runFederation(
         training: { ...s.training, steps: s.training.localSteps, fisherSamples: s.training.fisherSamples ?? 64 },
         seeds: Object.fromEntries(selected.map((c) => [c.id, clientSeed(sim.seed, round, plan.clients.indexOf(c))])),
         updateEncoding: s.updateEncoding ?? 'float32',
+        ...roundRanks(config, selected.map((c) => ({ id: c.id, index: plan.clients.indexOf(c) }))),
       };
       await openRound(kv, spec);
       agents.clear();
@@ -235,4 +237,10 @@ export async function runFederation(
     await cluster.stop();
     if (!o.keepWorkDir) await rm(o.workDir, { recursive: true, force: true });
   }
+}
+
+/** RoundSpec.ranks: the participants whose rank (spec.simulation.adapterRanks) is not the federation's. */
+function roundRanks(config: SimulationConfig, selected: { id: string; index: number }[]): Pick<RoundSpec, 'ranks'> {
+  const lower = selected.filter((c) => clientRank(config, c.index) !== config.spec.adapter.rank);
+  return lower.length ? { ranks: Object.fromEntries(lower.map((c) => [c.id, clientRank(config, c.index)])) } : {};
 }

@@ -1,4 +1,4 @@
-import type { AdapterConfig, LocalTrainingConfig, StrategySpec, WireDType } from '@fednano/core';
+import type { AdapterConfig, LocalTrainingConfig, RankMerge, StrategySpec, WireDType } from '@fednano/core';
 import type { KV } from '@nats-io/kv';
 import { type FederationRef, roundKey } from './names.js';
 
@@ -19,7 +19,13 @@ export interface RoundSpec extends FederationRef {
   deadline: string;
   /** The global adapter clients start from (the previous round's result). */
   baseAdapter: { object: string; sha256: string };
-  adapter: AdapterConfig;
+  /** rank: the global adapter's; rankMerge: how updates of mixed ranks merge (with `ranks`). */
+  adapter: AdapterConfig & { rankMerge?: RankMerge };
+  /**
+   * Heterogeneous clients: the adapter rank of each participant whose rank is not adapter.rank (absent: all are).
+   * Such a client trains from the global adapter's projection to its rank and declares the rank in its update.
+   */
+  ranks?: Record<string, number>;
   dModel: number;
   strategy: StrategySpec;
   training: Omit<LocalTrainingConfig, 'seed' | 'proximalMu'> & { fisherSamples: number };

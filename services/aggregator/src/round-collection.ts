@@ -1,6 +1,7 @@
 import {
   type AdapterWeights,
   adapterShapes,
+  createRankAwareStrategy,
   createStrategy,
   decodeUpdate,
   type RoundAggregator,
@@ -24,8 +25,21 @@ export class RoundCollection {
     base: AdapterWeights,
     readonly maxUpdateBytes: number,
   ) {
+    // The global adapter (and so the round's base) is always at the federation's rank.
     this.shapes = adapterShapes(spec.dModel, spec.adapter.rank);
-    this.aggregator = strategy.begin(base, spec.round);
+    // Mixed ranks: updates of rank 1..R merged by spec.adapter.rankMerge around the (cached) strategy.
+    const merging = spec.ranks
+      ? createRankAwareStrategy(
+          spec.strategy,
+          {
+            dModel: spec.dModel,
+            adapter: { rank: spec.adapter.rank, alpha: spec.adapter.alpha },
+            merge: spec.adapter.rankMerge ?? 'svd',
+          },
+          strategy,
+        )
+      : strategy;
+    this.aggregator = merging.begin(base, spec.round);
   }
 
   get round(): number {
@@ -52,6 +66,15 @@ export class RoundCollection {
       requireFisher: this.strategy.needsFisher,
       clientId: client,
       maxBytes: this.maxUpdateBytes,
+      ...(this.spec.ranks
+        ? {
+            rank: {
+              dModel: this.spec.dModel,
+              max: this.spec.adapter.rank,
+              expected: this.spec.ranks[client] ?? this.spec.adapter.rank,
+            },
+          }
+        : {}),
     });
     this.aggregator.add({ client, weights: u.weights, fisher: u.fisher, samples: u.sampleCount });
     this.counted.add(client);

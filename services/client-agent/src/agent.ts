@@ -1,6 +1,7 @@
 import {
   adapterShapes,
   createStrategy,
+  projectAdapter,
   type Dims,
   encodeUpdate,
   fisherDiagonal,
@@ -74,9 +75,24 @@ export async function runClientRound(nc: NatsConnection, host: LlmHost, o: Agent
   if ([...doc.status.accepted, ...doc.status.rejected].some((u) => u.client === o.client))
     return { kind: 'already-counted' };
 
-  const shapes = adapterShapes(spec.dModel, spec.adapter.rank);
-  const global = await getAdapter(objects, spec.baseAdapter.object, shapes, spec.baseAdapter.sha256);
+  const global = await getAdapter(
+    objects,
+    spec.baseAdapter.object,
+    adapterShapes(spec.dModel, spec.adapter.rank),
+    spec.baseAdapter.sha256,
+  );
   log.info({ base: spec.baseAdapter.sha256.slice(0, 12) }, 'global adapter fetched and verified');
+  // Heterogeneous clients: this client trains its own rank, from the global adapter's projection to it.
+  const rank = spec.ranks?.[o.client] ?? spec.adapter.rank;
+  const adapter = { rank, alpha: spec.adapter.alpha };
+  const shapes = adapterShapes(spec.dModel, rank);
+  const start = spec.ranks
+    ? projectAdapter(global, rank, {
+        dModel: spec.dModel,
+        adapter: { rank: spec.adapter.rank, alpha: spec.adapter.alpha },
+        merge: spec.adapter.rankMerge ?? 'svd',
+      })
+    : global;
 
   const folder = await loadModelFolder(o.modelPath);
   const cfg = folder.manifest.config;
@@ -107,8 +123,8 @@ export async function runClientRound(nc: NatsConnection, host: LlmHost, o: Agent
   const trained = await trainLocal(
     host,
     dims,
-    spec.adapter,
-    global,
+    adapter,
+    start,
     examples,
     {
       ...spec.training,
@@ -122,7 +138,7 @@ export async function runClientRound(nc: NatsConnection, host: LlmHost, o: Agent
   let fisher: Awaited<ReturnType<typeof fisherDiagonal>> | undefined;
   if (strategy.needsFisher) {
     progress({ phase: 'fisher' });
-    fisher = await fisherDiagonal(host, dims, spec.adapter, trained.weights, examples, {
+    fisher = await fisherDiagonal(host, dims, adapter, trained.weights, examples, {
       maxSamples: spec.training.fisherSamples,
       labelPrivate: o.labelPrivate,
       labelNoise: o.labelNoise,
@@ -146,6 +162,7 @@ export async function runClientRound(nc: NatsConnection, host: LlmHost, o: Agent
         splitUpBytes: trained.upBytes,
         splitDownBytes: trained.downBytes,
       },
+      ...(spec.ranks ? { rank } : {}),
     },
     { shapes, dtype: spec.updateEncoding },
   );
