@@ -172,7 +172,10 @@ export async function runFederation(
         training: { ...s.training, steps: s.training.localSteps, fisherSamples: s.training.fisherSamples ?? 64 },
         seeds: Object.fromEntries(selected.map((c) => [c.id, clientSeed(sim.seed, round, plan.clients.indexOf(c))])),
         updateEncoding: s.updateEncoding ?? 'float32',
-        ...roundRanks(config, selected.map((c) => ({ id: c.id, index: plan.clients.indexOf(c) }))),
+        ...roundRanks(
+          config,
+          selected.map((c) => ({ id: c.id, index: plan.clients.indexOf(c) })),
+        ),
       };
       await openRound(kv, spec);
       agents.clear();

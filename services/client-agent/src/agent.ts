@@ -1,11 +1,11 @@
 import {
   adapterShapes,
   createStrategy,
-  projectAdapter,
   type Dims,
   encodeUpdate,
   fisherDiagonal,
   type LlmHost,
+  projectAdapter,
   trainLocal,
 } from '@fednano/core';
 import { readShard } from '@fednano/data';
