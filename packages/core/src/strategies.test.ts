@@ -80,6 +80,23 @@ describe('strategies on hand-computed cases', () => {
     }
     close([g.get('p')![0]!], [x], 1e-5); // 0.389: momentum makes later steps larger
   });
+  test('server lr and momentum (FedAvgM) step on the merged update and keep the buffer across rounds', () => {
+    // From global 1, a (theta 2, F 3) and b (theta 6, F 1): Fisher merge 3 (pseudo-gradient 2), mean 4 (3).
+    const updates = (g: number) => [update('a', [g + 1], 1, [3]), update('b', [g + 5], 1, [1])];
+    close(run({ name: 'fisher', epsilon: 0, serverLr: 2 }, [1], updates(1)), [1 + 2 * 2]);
+    close(run({ name: 'fedavg', serverLr: 0.5 }, [1], updates(1)), [1 + 0.5 * 3]);
+    const s = createStrategy({ name: 'fisher', epsilon: 0, serverLr: 3, serverMomentum: 0.5 });
+    let g = w(1);
+    const seen: number[] = [];
+    for (let r = 1; r <= 3; r++) {
+      const a = s.begin(g, r);
+      for (const u of updates(g.get('p')![0]!)) a.add(u);
+      g = a.finish();
+      seen.push(g.get('p')![0]!);
+    }
+    // Every round's merged update is 2: buffer 2, 3, 3.5; steps 6, 9, 10.5.
+    close(seen, [7, 16, 26.5], 1e-5);
+  });
   test('coordinate median and trimmed mean resist an outlier', () => {
     close(run({ name: 'median' }, [0], [update('a', [1]), update('b', [100]), update('c', [3])]), [3]);
     close(
@@ -130,6 +147,8 @@ describe('strategies on hand-computed cases', () => {
       /dp is available with averaging/,
     );
     assert.throws(() => createStrategy({ name: 'trimmed-mean', trim: 0.5 }), /0 <= trim < 0.5/);
+    assert.throws(() => createStrategy({ name: 'fisher', serverMomentum: 1 }), /serverMomentum must be in \[0, 1\)/);
+    assert.throws(() => createStrategy({ name: 'fedavg', serverLr: 0 }), /serverLr must be > 0/);
     assert.throws(() => createStrategy({ name: 'nope' } as never), /unknown strategy 'nope'/);
   });
 });

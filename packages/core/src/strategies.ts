@@ -33,15 +33,27 @@ export interface Strategy {
   begin(global: AdapterWeights, round: number): RoundAggregator;
 }
 
+/**
+ * A server step on the merged update (FedAvgM, Hsu et al. 2019; the SGD case of Reddi et al.'s FedOpt): the server
+ * treats merged − global as a pseudo-gradient and moves global by serverLr times its momentum buffer. With few
+ * rounds each round's merged update is a short trajectory (localSteps from the same start), so a step larger than 1
+ * and momentum over rounds let the global adapter travel further for the same client compute. Defaults (1, 0) apply
+ * the merge as it is.
+ */
+export interface ServerMomentumSpec {
+  serverLr?: number;
+  serverMomentum?: number;
+}
+
 export type StrategySpec = {
   /** Clip each client's update (its weights minus the global ones) to this L2 norm before aggregating. */
   clipNorm?: number;
   /** Central differential privacy: clip to clipNorm, average with equal weights, add N(0, (z C / K)^2). */
   dp?: { clipNorm: number; noiseMultiplier: number; seed?: number };
 } & (
-  | { name: 'fedavg' }
-  | { name: 'fedprox'; mu: number }
-  | {
+  | ({ name: 'fedavg' } & ServerMomentumSpec)
+  | ({ name: 'fedprox'; mu: number } & ServerMomentumSpec)
+  | ({
       name: 'fisher';
       lambda?: 'uniform' | 'samples';
       epsilon?: number;
@@ -50,7 +62,7 @@ export type StrategySpec = {
        * coordinate, so inflating (or concentrating) the Fisher it reports buys a client no more weight.
        */
       fisherCap?: number;
-    }
+    } & ServerMomentumSpec)
   | { name: 'fedadam' | 'fedyogi'; serverLr?: number; beta1?: number; beta2?: number; tau?: number }
   | { name: 'median' }
   | { name: 'trimmed-mean'; trim: number }
@@ -157,7 +169,11 @@ function averaging(
  * FedNano's Fisher merging: θ[j] = Σ λ_k F_k[j] θ_k[j] / (Σ λ_k F_k[j] + ε), λ_k uniform or n_k / n. Where no
  * client has any Fisher mass (Σ λ_k F_k[j] = 0) the formula would reset θ[j] to 0, so the weighted mean is used.
  */
-function fisherMerge(spec: Extract<StrategySpec, { name: 'fisher' }>, global: AdapterWeights): RoundAggregator {
+function fisherMerge(
+  spec: Extract<StrategySpec, { name: 'fisher' }>,
+  global: AdapterWeights,
+  serverStep?: (merged: AdapterWeights) => AdapterWeights,
+): RoundAggregator {
   const eps = spec.epsilon ?? 1e-8;
   const num = zeroSums(global);
   const den = zeroSums(global);
@@ -189,7 +205,7 @@ function fisherMerge(spec: Extract<StrategySpec, { name: 'fisher' }>, global: Ad
     },
     finish() {
       const fallback = applyDelta(global, mean.mean());
-      return new Map(
+      const merged: AdapterWeights = new Map(
         [...num].map(([k, n]) => {
           const dn = den.get(k)!;
           const fb = fallback.get(k)!;
@@ -199,6 +215,7 @@ function fisherMerge(spec: Extract<StrategySpec, { name: 'fisher' }>, global: Ad
           ];
         }),
       );
+      return serverStep ? applyDelta(global, serverStep(delta(global, merged))) : merged;
     },
   };
 }
@@ -254,6 +271,32 @@ function orderStatistic(spec: StrategySpec, global: AdapterWeights, trim: number
   };
 }
 
+/**
+ * The server step of ServerMomentumSpec, keeping its momentum buffer across rounds (one Strategy instance per
+ * federation); undefined for the defaults, so a plain merge stays bit for bit what it was.
+ */
+function serverMomentum(spec: ServerMomentumSpec) {
+  const { serverLr = 1, serverMomentum: mu = 0 } = spec;
+  if (!(serverLr > 0)) throw new Error(`serverLr must be > 0, got ${serverLr}`);
+  if (!(mu >= 0 && mu < 1)) throw new Error(`serverMomentum must be in [0, 1), got ${mu}`);
+  if (serverLr === 1 && mu === 0) return undefined;
+  let buffer: AdapterWeights | undefined;
+  return (d: AdapterWeights): AdapterWeights => {
+    buffer ??= new Map([...d].map(([k, t]) => [k, new Float32Array(t.length)]));
+    const step: AdapterWeights = new Map();
+    for (const [k, t] of d) {
+      const b = buffer.get(k)!;
+      const s = new Float32Array(t.length);
+      for (let i = 0; i < t.length; i++) {
+        b[i] = mu * b[i]! + t[i]!;
+        s[i] = serverLr * b[i]!;
+      }
+      step.set(k, s);
+    }
+    return step;
+  };
+}
+
 /** FedAdam / FedYogi (Reddi et al., Adaptive Federated Optimization): a server optimizer on the mean update. */
 function serverOptimizer(spec: Extract<StrategySpec, { name: 'fedadam' | 'fedyogi' }>) {
   const { serverLr = 0.01, beta1 = 0.9, beta2 = 0.99, tau = 1e-3 } = spec;
@@ -293,18 +336,24 @@ export function createStrategy(spec: StrategySpec): Strategy {
   }
   const base = { name: spec.name, needsFisher: spec.name === 'fisher', clientConfig: () => ({}) };
   switch (spec.name) {
-    case 'fedavg':
-      return { ...base, streaming: true, begin: (g, r) => averaging(spec, g, r) };
-    case 'fedprox':
+    case 'fedavg': {
+      const step = serverMomentum(spec);
+      return { ...base, streaming: true, begin: (g, r) => averaging(spec, g, r, step) };
+    }
+    case 'fedprox': {
       if (!(spec.mu >= 0)) throw new Error(`fedprox needs mu >= 0, got ${spec.mu}`);
+      const step = serverMomentum(spec);
       return {
         ...base,
         streaming: true,
         clientConfig: () => ({ proximalMu: spec.mu }),
-        begin: (g, r) => averaging(spec, g, r),
+        begin: (g, r) => averaging(spec, g, r, step),
       };
-    case 'fisher':
-      return { ...base, streaming: true, begin: (g) => fisherMerge(spec, g) };
+    }
+    case 'fisher': {
+      const step = serverMomentum(spec);
+      return { ...base, streaming: true, begin: (g) => fisherMerge(spec, g, step) };
+    }
     case 'fedadam':
     case 'fedyogi': {
       const step = serverOptimizer(spec);

@@ -30,6 +30,7 @@ export interface SimulationConfig {
       epsilon?: number;
       fisherCap?: number;
       serverLr?: number;
+      serverMomentum?: number;
       trim?: number;
       clipNorm?: number;
       dp?: { clipNorm: number; noiseMultiplier: number };
