@@ -313,7 +313,8 @@ async function reflect(
   if (doc.status.state === 'Aggregated') {
     reflectEvaluation(f, doc, status, gen);
     const evaluated = getCondition(status.conditions, 'Evaluated');
-    if (evaluated?.reason === 'EvaluationFailed') d.recorder.event(r, 'Warning', 'EvaluationFailed', evaluated.message!);
+    if (evaluated?.reason === 'EvaluationFailed')
+      d.recorder.event(r, 'Warning', 'EvaluationFailed', evaluated.message!);
     status.phase = 'Succeeded';
     status.outputAdapter = doc.status.result;
     status.completionTime ??= now.toISOString();
