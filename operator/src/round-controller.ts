@@ -1,4 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
+import { rankMergeProblem, type StrategySpec } from '@fednano/core';
 import { rng } from '@fednano/onnx-graph';
 import type { FederationRef, RoundDocument, RoundSpec } from '@fednano/wire';
 import type { V1Pod } from '@kubernetes/client-node';
@@ -172,6 +173,16 @@ export async function reconcileRound(d: RoundControllerDeps, namespace: string, 
       'Failed',
       'UnknownClient',
       `participants not in the roster of ${f.metadata.name}: ${unknown.join(', ')}`,
+    );
+  // Mixed ranks that the strategy cannot merge would fail in the aggregator when the round opens; say so here.
+  const mixedRanks = participantRanks(f, participants).ranks;
+  const mergeProblem =
+    mixedRanks && rankMergeProblem(f.spec.strategy as StrategySpec, f.spec.adapter.rankMerge ?? 'svd');
+  if (mergeProblem)
+    return stop(
+      'Failed',
+      'InvalidRankMerge',
+      `participants ${Object.keys(mixedRanks).join(', ')} train a rank other than adapter.rank ${f.spec.adapter.rank}, and ${mergeProblem}`,
     );
 
   if (!r.metadata.finalizers?.includes(FINALIZER)) {
