@@ -6,10 +6,9 @@
  * 0.5), what the gap to centralized is made of (docs/results.md). --ablation: the ablation alone. Each part rewrites
  * only its own marked block of the page; prints the tables and a RESULT line.
  */
-import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { checkConfig, type SimulationConfig, simulate } from '../packages/simulation/src/index.js';
-import { printResult, printTable } from './report.js';
+import { printResult, printTable, writeGeneratedBlock } from './report.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -284,26 +283,30 @@ const minutes = () => ((performance.now() - started) / 60000).toFixed(0);
 if (!flags.ablation) {
   const rows = await table();
   printTable(TABLE_HEADERS, rows);
-  await writeGenerated(quick ? 'docs/results-quick.md' : 'docs/results.md', partial ? 'partial table' : 'table', [
-    `Command: \`npm run bench:accuracy${quick || partial ? ' --' : ''}${quick ? ' --quick' : ''}${selection}\` (${minutes()} minutes on the 2-core development machine).`,
-    '',
-    `Setup: the committed reference model (frozen), 10 clients, Dirichlet label skew, all clients every round,`,
-    `${budget.rounds} rounds of ${TRAINING.localSteps} local AdamW steps (batch ${TRAINING.batchSize}, lr ${TRAINING.learningRate}), NanoAdapters rank 16 / alpha 32,`,
-    `${budget.examples} training questions per client, ${budget.test} test images per domain (every question type of each),`,
-    `seeds ${budget.seeds.join(', ')}. Centralized trains one adapter on all clients' questions with the same number of`,
-    "steps per round as all clients together; local-only is the mean test accuracy of the ten clients' own adapters.",
-    'Upload: encoded update per client per round (adapters, plus the Fisher diagonal for FedNano-Fisher). Split: bytes',
-    'of activations up and gradients down per training sample, which the paper does not count. Client params: encoder,',
-    'connector, embedding table and adapters.',
-    '',
-    ...(partial
-      ? [`Part of the table only: ${tableMethods.map((m) => m.label).join('; ')}; alpha ${ALPHAS.join(', ')}.`, '']
-      : []),
-    ...mdTable(TABLE_HEADERS, rows),
-    '',
-    'FedAvg-LoRA: every client holds the whole model and trains rank-16 LoRA in all attention and MLP projections of',
-    'the LLM, running the LLM itself (no split traffic); its upload is the LoRA weights.',
-  ]);
+  await writeGeneratedBlock(
+    quick ? 'docs/results-quick.md' : 'docs/results.md',
+    `bench:accuracy ${partial ? 'partial table' : 'table'}`,
+    [
+      `Command: \`npm run bench:accuracy${quick || partial ? ' --' : ''}${quick ? ' --quick' : ''}${selection}\` (${minutes()} minutes on the 2-core development machine).`,
+      '',
+      `Setup: the committed reference model (frozen), 10 clients, Dirichlet label skew, all clients every round,`,
+      `${budget.rounds} rounds of ${TRAINING.localSteps} local AdamW steps (batch ${TRAINING.batchSize}, lr ${TRAINING.learningRate}), NanoAdapters rank 16 / alpha 32,`,
+      `${budget.examples} training questions per client, ${budget.test} test images per domain (every question type of each),`,
+      `seeds ${budget.seeds.join(', ')}. Centralized trains one adapter on all clients' questions with the same number of`,
+      "steps per round as all clients together; local-only is the mean test accuracy of the ten clients' own adapters.",
+      'Upload: encoded update per client per round (adapters, plus the Fisher diagonal for FedNano-Fisher). Split: bytes',
+      'of activations up and gradients down per training sample, which the paper does not count. Client params: encoder,',
+      'connector, embedding table and adapters.',
+      '',
+      ...(partial
+        ? [`Part of the table only: ${tableMethods.map((m) => m.label).join('; ')}; alpha ${ALPHAS.join(', ')}.`, '']
+        : []),
+      ...mdTable(TABLE_HEADERS, rows),
+      '',
+      'FedAvg-LoRA: every client holds the whole model and trains rank-16 LoRA in all attention and MLP projections of',
+      'the LLM, running the LLM itself (no split traffic); its upload is the LoRA weights.',
+    ],
+  );
 }
 if (quick) {
   const t0 = performance.now();
@@ -311,7 +314,7 @@ if (quick) {
   process.stdout.write('\n');
   printTable(ABLATION_HEADERS, rows);
   // At the full budget's rounds and steps, so it belongs with the full table.
-  await writeGenerated('docs/results.md', 'ablation', [
+  await writeGeneratedBlock('docs/results.md', 'bench:accuracy ablation', [
     `Command: \`npm run bench:accuracy -- --ablation\` (also the second part of \`-- --quick\`; ${((performance.now() - t0) / 60000).toFixed(0)} minutes on the`,
     "2-core development machine). One change at a time from the plain Fisher merge, at the full budget's",
     `${FULL.rounds} rounds of ${TRAINING.localSteps} local steps, seed 0, alpha 0.5; gap: points below the centralized adapters of the same`,
@@ -321,20 +324,3 @@ if (quick) {
   ]);
 }
 printResult(result);
-
-/**
- * Replaces one generated part of a results page (between its markers; appended when the page has none), keeping
- * what was written around it by hand.
- */
-async function writeGenerated(path: string, part: string, lines: string[]): Promise<void> {
-  const begin = `<!-- bench:accuracy ${part}: generated from here to its end marker -->`;
-  const end = `<!-- end of bench:accuracy ${part} -->`;
-  const old = await readFile(path, 'utf8').catch(() => '');
-  const i = old.indexOf(begin);
-  const j = old.indexOf(end);
-  const block = [begin, '', ...lines, '', end].join('\n');
-  await writeFile(
-    path,
-    i >= 0 && j > i ? old.slice(0, i) + block + old.slice(j + end.length) : `${old}${old ? '\n' : ''}${block}\n`,
-  );
-}

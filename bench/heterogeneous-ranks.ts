@@ -5,10 +5,9 @@
  * Fisher merging: final test accuracy and test loss (mean NLL of the correct answer, which separates runs whose
  * accuracy ties). Prints the table, rewrites its block of docs/results.md, and ends with a RESULT line.
  */
-import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { checkConfig, type SimulationConfig, simulate } from '../packages/simulation/src/index.js';
-import { printResult, printTable } from './report.js';
+import { printResult, printTable, writeGeneratedBlock } from './report.js';
 
 const { values: flags } = parseArgs({ options: { seeds: { type: 'string', default: '0,1,2' } } });
 const seeds = flags.seeds.split(',').map(Number);
@@ -114,7 +113,7 @@ for (const row of ROWS) {
 printTable(HEADERS, rows);
 
 const minutes = ((performance.now() - started) / 60000).toFixed(0);
-await writeGenerated('docs/results.md', [
+await writeGeneratedBlock('docs/results.md', 'bench:ranks', [
   `Command: \`npm run bench:ranks -- --seeds ${seeds.join(',')}\` (${minutes} minutes on the 2-core development machine).`,
   `Setup: Fashion-VQA, 10 clients (Dirichlet alpha ${BUDGET.alpha}), all clients every round, ${BUDGET.rounds} rounds of ${BUDGET.localSteps} local AdamW`,
   `steps, ${BUDGET.examples} questions per client, ${BUDGET.test} test images, alpha 32; seeds ${seeds.join(', ')}. Ranks 4/8/16: client i trains`,
@@ -125,17 +124,3 @@ await writeGenerated('docs/results.md', [
   ...rows.map((r) => `| ${r.join(' | ')} |`),
 ]);
 printResult(result);
-
-/** Replaces this benchmark's block of the page (between its markers; appended when the page has none). */
-async function writeGenerated(path: string, lines: string[]): Promise<void> {
-  const begin = '<!-- bench:ranks: generated from here to its end marker -->';
-  const end = '<!-- end of bench:ranks -->';
-  const old = await readFile(path, 'utf8').catch(() => '');
-  const i = old.indexOf(begin);
-  const j = old.indexOf(end);
-  const block = [begin, '', ...lines, '', end].join('\n');
-  await writeFile(
-    path,
-    i >= 0 && j > i ? old.slice(0, i) + block + old.slice(j + end.length) : `${old}${old ? '\n' : ''}${block}\n`,
-  );
-}
