@@ -12,7 +12,8 @@ import { buildImage, engineProblem } from './support/images.js';
  * Fisher merging) runs in containers from the project images — NATS with JetStream, the llm-host and the aggregator
  * on a private network, one client-agent container per client per round with its shard mounted — secured as
  * `fednano run` is (NKey users with least-privilege permissions, mutual TLS to the llm-host). Each round ends in an
- * aggregated adapter in the Object Store, scored on the quickstart's 600 held-out questions; accuracy is printed.
+ * aggregated adapter in the Object Store, scored by the aggregator container on the quickstart's 600 held-out questions
+ * (equal to this process's own scoring of it); accuracy is printed.
  * A second federation (test/fixtures/e2e-small.yaml) runs insecure. The reaper is the package's own (no pull).
  *
  * FEDNANO_TC_ROUNDS (default 3) sets the quickstart rounds; FEDNANO_TC_CONFIG another config.
@@ -50,6 +51,9 @@ function checkRound(r: RoundResult, participants: number) {
     r.agents.every((a) => a.exitCode === 0),
     JSON.stringify(r.agents),
   );
+  // Scored by the aggregator in its container, on the held-out shard mounted there, as under the operator.
+  assert.equal(r.evaluationError, undefined);
+  assert.equal(r.evaluation?.sha256, r.adapter.sha256, "the aggregator scored this round's adapter");
   const acc = r.evaluation?.accuracy;
   assert.ok(typeof acc === 'number' && acc >= 0 && acc <= 1, `accuracy ${acc}`);
   assert.ok(Number.isFinite(r.trainLoss) && r.trainLoss > 0, `train loss ${r.trainLoss}`);
@@ -110,7 +114,15 @@ describe('@fednano/testcontainers: rounds in containers', {
         results.push(r);
       }
       assert.equal(new Set(results.map((r) => r.adapter.sha256)).size, ROUNDS, 'a new adapter each round');
-      const final = results.at(-1)!.evaluation!.accuracy;
+      const last = results.at(-1)!;
+      const final = last.evaluation!.accuracy;
+      // The aggregator's score is the one this process computes for the same adapter and questions.
+      const own = await fed.evaluate(last.adapter);
+      assert.deepEqual(
+        { accuracy: final, examples: last.evaluation!.examples },
+        { accuracy: own.accuracy, examples: own.examples },
+      );
+      assert.ok(Math.abs(last.evaluation!.loss - own.loss) < 1e-4, `loss ${last.evaluation!.loss} vs ${own.loss}`);
       if (ROUNDS >= 3) assert.ok(final > initial.accuracy, `accuracy ${initial.accuracy} → ${final}`);
       const mean = results.reduce((s, r) => s + r.seconds, 0) / results.length;
       log(

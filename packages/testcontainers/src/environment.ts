@@ -34,6 +34,7 @@ import {
   isFinished,
   openRound,
   type RoundDocument,
+  type RoundEvaluation,
   type RoundSpec,
   waitForRound,
 } from '@fednano/wire';
@@ -110,8 +111,6 @@ export interface RoundOptions {
   deadlineSeconds?: number;
   /** Extra client-agent flags, e.g. ['--label-private']. */
   clientAgentArgs?: string[];
-  /** Score the new global adapter on the held-out questions (default true). */
-  evaluate?: boolean;
 }
 
 export interface AgentOutcome {
@@ -136,8 +135,13 @@ export interface RoundResult {
   round: number;
   /** The aggregated global adapter in the Object Store (the next round's base). */
   adapter: { object: string; sha256: string };
-  /** Score of that adapter (undefined with `evaluate: false`). */
-  evaluation?: Evaluation;
+  /**
+   * The aggregator's score of that adapter on the config's held-out questions (its `--evaluation-data`, as a
+   * Federation's spec.evaluation under the operator), from the round record.
+   */
+  evaluation?: RoundEvaluation;
+  /** Why the aggregator recorded no evaluation (its held-out set missing or unreadable); the round still counts. */
+  evaluationError?: string;
   accepted: string[];
   rejected: { client: string; reason: string; message: string }[];
   /** Mean local training loss of the accepted updates. */
@@ -222,6 +226,11 @@ export class FedNanoEnvironment {
     this.images = { ...DEFAULT_IMAGES, ...options.images };
   }
 
+  /** The held-out shard (the config's test questions) mounted read-only into the aggregator at /evaluation. */
+  get heldOutDir(): string {
+    return join(this.workDir, 'evaluation');
+  }
+
   /** The federation config the environment runs. */
   get config(): SimulationConfig {
     return this.p.config;
@@ -267,6 +276,9 @@ export class FedNanoEnvironment {
         }
         env.shards.set(c.id, dir);
       }
+      // The test split is the federation's held-out set, which the aggregator scores each new global adapter on.
+      await writeShard(env.heldOutDir, plan.sets, plan.test);
+      await worldReadable(env.heldOutDir);
       log(`${plan.clients.length} clients, ${testExamples.length} test questions; starting NATS, llm-host, aggregator`);
       await env.startServices();
     } catch (e) {
@@ -401,7 +413,7 @@ export class FedNanoEnvironment {
       .withNetworkAliases('aggregator')
       .withLabels(this.labels('aggregator'))
       .withExposedPorts(OPS_PORT)
-      .withBindMounts(modelMount)
+      .withBindMounts([...modelMount, { source: this.heldOutDir, target: '/evaluation', mode: 'ro' as const }])
       .withLogConsumer(this.logTo('aggregator'))
       .withWaitStrategy(Wait.forHttp('/readyz', OPS_PORT))
       .withStartupTimeout(timeout);
@@ -409,7 +421,7 @@ export class FedNanoEnvironment {
       ...fedArgs(`nats://nats:${NATS_CLIENT_PORT}`),
       ...['--ops-port', String(OPS_PORT), '--ack-wait-ms', String(o.ackWaitMs ?? 3000)],
       ...['--model', '/model', '--adapter-rank', String(s.adapter.rank), '--adapter-alpha', String(s.adapter.alpha)],
-      ...['--seed', String(s.simulation.seed)],
+      ...['--seed', String(s.simulation.seed), '--evaluation-data', '/evaluation'],
     ];
     if (ids) {
       agg = agg.withCopyContentToContainer([await this.identity(ids.aggregator.nats, 'nats.nk')]);
@@ -508,8 +520,8 @@ export class FedNanoEnvironment {
 
   /**
    * Runs the next round: opens it (participants, seeds, base adapter and settings from the config, as `fednano run`
-   * does), starts a client-agent container per participant, waits for the aggregator to aggregate, then scores the
-   * new global adapter on the held-out questions through the llm-host container. Throws RoundFailedError when the
+   * does), starts a client-agent container per participant and waits for the aggregator to aggregate and to score
+   * the new global adapter on the held-out questions (in its container, as under the operator). Throws RoundFailedError when the
    * round fails (with the agents' exit codes and log files).
    */
   async runRound(o: RoundOptions = {}): Promise<RoundResult> {
@@ -581,11 +593,11 @@ export class FedNanoEnvironment {
         throw new RoundFailedError(`round ${round} ${doc.status.state}: ${doc.status.message ?? ''}`, doc, outcomes);
       this.round = round;
       this.adapter = doc.status.result!;
-      const evaluation = o.evaluate === false ? undefined : await this.evaluate();
       return {
         round,
         adapter: this.adapter,
-        evaluation,
+        evaluation: doc.status.evaluation,
+        evaluationError: doc.status.evaluationError,
         accepted: doc.status.accepted.map((a) => a.client),
         rejected: doc.status.rejected.map((r) => ({ client: r.client, reason: r.reason, message: r.message })),
         trainLoss: doc.status.metrics?.meanTrainLoss ?? Number.NaN,
@@ -604,7 +616,10 @@ export class FedNanoEnvironment {
     }
   }
 
-  /** Scores a global adapter (default: the current one) on the config's held-out questions, via the llm-host. */
+  /**
+   * Scores a global adapter (default: the current one) on the config's held-out questions in this process, through
+   * the llm-host container: the initial adapter, or a check of the aggregator's own score (the same numbers).
+   */
   async evaluate(adapter: { object: string; sha256: string } = this.adapter): Promise<Evaluation> {
     const t0 = Date.now();
     const { config, dims, testExamples } = this.p;
